@@ -1,0 +1,140 @@
+"""`imdb-pipeline` command line: one subcommand per flow."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import types
+import typing
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+# Prefect keeps its database and settings in PREFECT_HOME (default ~/.prefect); keep them in the
+# working folder unless the user chose otherwise. Must happen before prefect is imported.
+os.environ.setdefault("PREFECT_HOME", str(Path.cwd() / ".prefect"))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+from tasks.config import ConfigError, PipelineConfig, load_config  # noqa: E402
+
+ALL_FIELDS = tuple(PipelineConfig.model_fields)
+DATA_FIELDS = ("source", "sha256", "data_dir", "vocab_size", "validation_fraction", "seed")
+
+
+def _is_bool(annotation: Any) -> bool:
+    args = typing.get_args(annotation)
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        return any(a is bool for a in args)
+    return annotation is bool
+
+
+def add_config_flags(parser: argparse.ArgumentParser, fields: Sequence[str]) -> None:
+    """One flag per config field (`--vocab-size`), values validated by the config model."""
+    parser.add_argument("--config", type=Path, help="YAML file with config fields")
+    for name in fields:
+        info = PipelineConfig.model_fields[name]
+        flag = "--" + name.replace("_", "-")
+        help_text = info.description or name.replace("_", " ")
+        if _is_bool(info.annotation):
+            parser.add_argument(
+                flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=help_text
+            )
+        else:
+            # Kept as text: the pydantic model converts and validates with a clear message.
+            parser.add_argument(flag, dest=name, default=None, metavar=name.upper(), help=help_text)
+    parser.add_argument(
+        "--json", action="store_true", help="print one JSON summary line as the last line"
+    )
+
+
+def config_from_args(args: argparse.Namespace, fields: Sequence[str]) -> PipelineConfig:
+    return load_config(args.config, **{name: getattr(args, name) for name in fields})
+
+
+def _run_prepare(args: argparse.Namespace) -> dict:
+    from flows.prepare import prepare
+
+    return prepare(config_from_args(args, DATA_FIELDS))
+
+
+def _run_train(args: argparse.Namespace) -> dict:
+    from flows.pipeline import pipeline
+
+    config = config_from_args(args, ALL_FIELDS)
+    summary = pipeline(config, run_id=args.run_id)
+    print(
+        f"run {summary['run_id']}: test accuracy {summary['test_accuracy']:.4f} "
+        f"(epoch {summary['selected_epoch']}), model in {summary['model_dir']}",
+        file=sys.stderr,
+    )
+    return summary
+
+
+def _run_evaluate(args: argparse.Namespace) -> dict:
+    from flows.evaluate import evaluate_exported
+
+    return evaluate_exported(args.model, args.data_dir)
+
+
+def _run_predict(args: argparse.Namespace) -> None:
+    from flows.predict import predict_command
+
+    summary = predict_command(args.model, args.input, args.texts, args.json)
+    print(f"scored {summary['count']} reviews, {summary['positive']} positive", file=sys.stderr)
+    return None  # the output already is JSON Lines, one per text
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="imdb-pipeline", description="Prefect-orchestrated IMDB sentiment LSTM pipeline"
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    prep = sub.add_parser("prepare", help="fetch the archive and tokenise it to parquet")
+    add_config_flags(prep, DATA_FIELDS)
+    prep.set_defaults(run=_run_prepare)
+
+    train = sub.add_parser("train", help="the whole pipeline: fetch, tokenize, train, export")
+    add_config_flags(train, ALL_FIELDS)
+    train.add_argument("--run-id", help="name of the run folder (default: timestamp)")
+    train.set_defaults(run=_run_train)
+
+    ev = sub.add_parser("evaluate", help="re-evaluate an exported model on its test split")
+    ev.add_argument("--model", type=Path, required=True, help="artifacts/models/<run_id>")
+    ev.add_argument("--data-dir", type=Path, default=Path("data"))
+    ev.add_argument("--json", action="store_true", help="print one JSON summary line last")
+    ev.set_defaults(run=_run_evaluate)
+
+    pr = sub.add_parser("predict", help="score review text with an exported model")
+    pr.add_argument("--model", type=Path, required=True, help="artifacts/models/<run_id>")
+    pr.add_argument("--input", type=Path, help=".txt (one per line), .jsonl or .parquet")
+    pr.add_argument("texts", nargs="*", help="review texts")
+    pr.add_argument("--json", action="store_true", help="JSON Lines output")
+    pr.set_defaults(run=_run_predict)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    run: Callable[[argparse.Namespace], dict | None] = args.run
+    try:
+        summary = run(args)
+    except ConfigError as exc:
+        print(f"imdb-pipeline: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # the flow already logged the traceback
+        print(f"imdb-pipeline {args.command} failed: {exc}", file=sys.stderr)
+        if args.json:
+            print(json.dumps({"flow": args.command, "ok": False, "error": str(exc)}))
+        return 1
+    if args.json and summary is not None:
+        sys.stderr.flush()
+        print(json.dumps({**summary, "ok": True}, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,45 @@
+"""evaluate: re-evaluate an exported model on the test split of the data it was trained on."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from prefect import flow
+
+from tasks import evaluate
+from tasks.config import PipelineConfig
+from tasks.export import CARD_JSON
+from tasks.predict import Predictor
+from tasks.tokenize import load_processed
+
+
+@flow(name="evaluate")
+def evaluate_exported(model: Path, data_dir: Path = Path("data")) -> dict:
+    """Test metrics of an exported model (artifacts/models/<run_id>)."""
+    folder = model if model.is_dir() else model.parent
+    card_path = folder / CARD_JSON
+    if not card_path.exists():
+        raise FileNotFoundError(f"{card_path} not found: --model must be an exported model folder")
+    card = json.loads(card_path.read_text())
+    config = PipelineConfig(**card["config"])
+    data = load_processed(data_dir / "processed" / card["data_fingerprint"])
+    if data is None:
+        raise FileNotFoundError(
+            f"tokenised data {card['data_fingerprint']} not found or damaged under "
+            f"{data_dir}/processed: run `imdb-pipeline prepare` with the model's data settings"
+        )
+    predictor = Predictor(model)
+    metrics = evaluate.evaluate(
+        predictor.model,
+        data.split_path("test"),
+        config.sequence_length,
+        config.max_reviews,
+        config.seed,
+    )
+    return {
+        "flow": "evaluate",
+        "model": str(predictor.path),
+        "test_metrics": metrics,
+        "test_accuracy": metrics["accuracy"],
+    }

@@ -1,0 +1,170 @@
+"""Atomic, verifiable training checkpoints (the Keras 3 successor of `tf.train.latest_checkpoint`).
+
+A checkpoint is a folder `epoch-NNNN/` holding `model.keras` (weights + optimizer state),
+`state.json` (what Keras does not save: Dropout seed-generator states, early-stopping and
+best-model trackers, history) and `manifest.json` (epoch, step, metrics, config hash, file
+checksums), written last. The folder is built under a temporary name and renamed into place,
+so a kill at any moment leaves either the old set of checkpoints or the new one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tasks.atomic import atomic_write_text, file_sha256, fsync_dir
+
+MODEL_FILE = "model.keras"
+STATE_FILE = "state.json"
+MANIFEST_FILE = "manifest.json"
+_NAME = re.compile(r"^epoch-(\d{4,})$")
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A verified checkpoint folder."""
+
+    path: Path
+    manifest: dict[str, Any]
+
+    @property
+    def epoch(self) -> int:
+        return int(self.manifest["epoch"])
+
+    @property
+    def model_path(self) -> Path:
+        return self.path / MODEL_FILE
+
+    def state(self) -> dict[str, Any]:
+        return json.loads((self.path / STATE_FILE).read_text())
+
+
+def seed_generator_states(model: Any) -> list[list[int]]:
+    """Dropout & co. keep their RNG in `seed_generator_state` variables that .keras omits.
+
+    Listed in the model's variable order: the names carry a process-wide counter, so they
+    differ between the process that saved and the one that resumes.
+    """
+    return [[int(x) for x in v.numpy().ravel()] for v in _seed_variables(model)]
+
+
+def restore_seed_generator_states(model: Any, states: list[list[int]]) -> None:
+    variables = _seed_variables(model)
+    if len(variables) != len(states):
+        raise ValueError(
+            f"checkpoint holds {len(states)} random-generator states, model has {len(variables)}"
+        )
+    for variable, value in zip(variables, states, strict=True):
+        variable.assign(value)
+
+
+def _seed_variables(model: Any) -> list[Any]:
+    return [v for v in model.variables if v.path.endswith("seed_generator_state")]
+
+
+def save_checkpoint(
+    model: Any, dest: Path, manifest: dict[str, Any], state: dict[str, Any]
+) -> Checkpoint:
+    """Write model + state + manifest into `dest` atomically (replacing an older `dest`)."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
+    try:
+        model.save(tmp / MODEL_FILE)
+        (tmp / STATE_FILE).write_text(json.dumps(state), encoding="utf-8")
+        files = {}
+        for name in (MODEL_FILE, STATE_FILE):
+            with (tmp / name).open("rb") as fh:
+                os.fsync(fh.fileno())
+            files[name] = {"sha256": file_sha256(tmp / name), "bytes": (tmp / name).stat().st_size}
+        full = {**manifest, "files": files}
+        atomic_write_text(tmp / MANIFEST_FILE, json.dumps(full, indent=2, default=float))
+        fsync_dir(tmp)
+        if dest.exists():  # an epoch re-run after a resume: the new files supersede the old
+            old = dest.with_name(f".{dest.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.rename(dest, old)
+            os.rename(tmp, dest)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, dest)
+        fsync_dir(dest.parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return Checkpoint(dest, full)
+
+
+def verify_checkpoint(path: Path) -> tuple[Checkpoint | None, str]:
+    """The checkpoint at `path` and "" if its manifest and files verify, else (None, reason)."""
+    try:
+        manifest = json.loads((path / MANIFEST_FILE).read_text())
+        for name, info in manifest["files"].items():
+            f = path / name
+            if not f.exists():
+                return None, f"{name} is missing"
+            if f.stat().st_size != info["bytes"]:
+                return None, f"{name} has {f.stat().st_size} bytes, expected {info['bytes']}"
+            if file_sha256(f) != info["sha256"]:
+                return None, f"{name} does not match its checksum"
+        int(manifest["epoch"])
+    except FileNotFoundError:
+        return None, "manifest.json is missing (incomplete checkpoint)"
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return None, f"manifest.json is unreadable ({exc})"
+    return Checkpoint(path, manifest), ""
+
+
+def list_checkpoints(folder: Path, warn: bool = True) -> list[Checkpoint]:
+    """Valid checkpoints under `folder`, oldest epoch first; damaged ones are named and skipped."""
+    found = []
+    if not folder.is_dir():
+        return found
+    for path in folder.iterdir():
+        m = _NAME.match(path.name)
+        if not m or not path.is_dir():
+            continue
+        ckpt, why = verify_checkpoint(path)
+        if ckpt is None:
+            if warn:
+                log.warning("skipping damaged checkpoint %s: %s", path, why)
+            continue
+        found.append(ckpt)
+    return sorted(found, key=lambda c: c.epoch)
+
+
+def find_latest_checkpoint(run_dir: Path) -> Checkpoint | None:
+    """The highest-epoch checkpoint of a run whose manifest and files verify (never by mtime)."""
+    valid = list_checkpoints(run_dir / "checkpoints")
+    return valid[-1] if valid else None
+
+
+def find_best_checkpoint(run_dir: Path) -> Checkpoint | None:
+    valid = list_checkpoints(run_dir / "best")
+    return valid[-1] if valid else None
+
+
+def checkpoint_dir(folder: Path, epoch: int) -> Path:
+    return folder / f"epoch-{epoch:04d}"
+
+
+def prune_checkpoints(folder: Path, keep: int, above: int | None = None) -> None:
+    """Keep the newest `keep` checkpoints; with `above`, also drop epochs greater than it."""
+    if not folder.is_dir():
+        return
+    epochs = sorted((int(m.group(1)), p) for p in folder.iterdir() if (m := _NAME.match(p.name)))
+    doomed = [p for e, p in epochs if above is not None and e > above]
+    kept = [p for e, p in epochs if above is None or e <= above]
+    doomed += kept[: max(len(kept) - keep, 0)]
+    for path in doomed:
+        shutil.rmtree(path, ignore_errors=True)
+    for stale in folder.glob(".epoch-*"):  # temp folders of saves that were killed
+        shutil.rmtree(stale, ignore_errors=True)

@@ -1,0 +1,117 @@
+"""The one typed configuration: data source, tokenizer, model, training and paths."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from tasks.fetch import DEFAULT_SHA256, DEFAULT_SOURCE
+
+
+def default_source() -> str:
+    return os.environ.get("IMDB_SOURCE") or DEFAULT_SOURCE
+
+
+def default_sha256() -> str | None:
+    return os.environ.get("IMDB_SHA256") or None
+
+
+class PipelineConfig(BaseModel):
+    """Every setting of a pipeline run; frozen so a run's config can be hashed and recorded."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # Data
+    source: str = Field(default_factory=default_source, description="URL, file:// URL or path")
+    sha256: str | None = Field(
+        default_factory=default_sha256,
+        validate_default=True,  # IMDB_SHA256 from the environment is checked like a given value
+        description="expected archive sha256; the official digest for the official URL",
+    )
+    data_dir: Path = Field(Path("data"), description="raw/ and processed/ live here")
+    artifacts_dir: Path = Field(Path("artifacts"), description="runs/, models/ live here")
+    vocab_size: int = Field(20_000, ge=3, le=1_000_000, description="including <pad> and <oov>")
+    validation_fraction: float = Field(0.1, gt=0, lt=0.5)
+    seed: int = Field(42, ge=0, description="seeds the split, weights, dropout and shuffling")
+
+    # Model
+    sequence_length: int = Field(400, ge=8, le=5000, description="tokens kept (the last ones)")
+    embedding_dim: int = Field(128, ge=2, le=2048)
+    lstm_units: int = Field(64, ge=1, le=2048)
+    lstm_layers: int = Field(1, ge=1, le=4)
+    bidirectional: bool = Field(True, description="wrap each LSTM in Bidirectional")
+    pooling: Literal["last", "max"] = Field(
+        "max", description="summarise the top LSTM's sequence by its last state or a max-pool"
+    )
+    embedding_dropout: float = Field(
+        0.0, ge=0, lt=1, description="spatial dropout of whole embedding channels"
+    )
+    dropout: float = Field(0.2, ge=0, lt=1, description="dropout before the output layer")
+
+    # Training
+    batch_size: int = Field(64, ge=1, le=65_536)
+    epochs: int = Field(6, ge=1, le=1000)
+    learning_rate: float = Field(1e-3, gt=0, le=1)
+    deterministic: bool = Field(True, description="seed everything and use deterministic ops")
+    max_reviews: int | None = Field(None, ge=1, description="cap per split, for quick runs")
+    monitor: Literal["val_accuracy", "val_loss"] = "val_accuracy"
+    early_stopping: bool = True
+    patience: int = Field(2, ge=0, description="epochs without improvement before stopping")
+
+    # Checkpoints
+    checkpoint_every: int = Field(1, ge=1, description="save a full checkpoint every N epochs")
+    keep_checkpoints: int = Field(5, ge=1, description="newest periodic checkpoints kept")
+
+    @field_validator("sha256")
+    @classmethod
+    def _hex_digest(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.strip().lower()
+        if len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
+            raise ValueError("must be 64 hexadecimal characters (a sha256 digest)")
+        return value
+
+    def expected_sha256(self) -> str | None:
+        """The digest to verify against: given, or the official one for the official URL."""
+        if self.sha256 is None and self.source == DEFAULT_SOURCE:
+            return DEFAULT_SHA256
+        return self.sha256
+
+    def digest(self) -> str:
+        """Stable hash of the settings (paths excluded: moving a folder changes no result)."""
+        data = self.model_dump(mode="json", exclude={"data_dir", "artifacts_dir"})
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+class ConfigError(ValueError):
+    """A configuration file or override is invalid; the message names the field."""
+
+
+def load_config(path: Path | None = None, **overrides: Any) -> PipelineConfig:
+    """Config from an optional YAML file, then overrides (None values are ignored)."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError as exc:
+            raise ConfigError(f"config file {path} does not exist") from exc
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"config file {path} must hold a mapping of field: value")
+        data.update(loaded or {})
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return PipelineConfig(**data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or '(config)'}: {e['msg']}" for e in exc.errors()
+        )
+        raise ConfigError(f"invalid configuration: {problems}") from exc

@@ -1,0 +1,145 @@
+"""export_model: the selected model as .h5 and .keras, with its tokenizer and a model card.
+
+Loading the exported files (Keras 3.15):
+- inference: `keras.models.load_model("model.keras", compile=False)` (or the .h5 likewise);
+- further training with the saved optimizer state: `keras.models.load_model("model.keras")`;
+- further training from the .h5: `load_model("sentiment-lstm.h5", compile=False)` and compile
+  again (`tasks.model.compile_model`): a compiled model loaded from .h5 has an optimizer that
+  cannot train (`Unknown variable` on fit), and the .h5 optimizer state is not usable.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from tasks import text
+from tasks.atomic import fsync_dir
+from tasks.config import PipelineConfig
+from tasks.tokenize import ProcessedData
+
+H5_FILE = "sentiment-lstm.h5"
+KERAS_FILE = "model.keras"
+VOCAB_FILE = "vocab.txt"
+TOKENIZER_FILE = "tokenizer.json"
+CARD_FILE = "model-card.md"
+CARD_JSON = "model-card.json"
+
+
+def tokenizer_settings(config: PipelineConfig) -> dict[str, Any]:
+    return {
+        "tokenizer_version": text.TOKENIZER_VERSION,
+        "vocab_size": config.vocab_size,
+        "sequence_length": config.sequence_length,
+        "truncation": "keep the last sequence_length tokens",
+        "padding": "front, with id 0",
+        "pad_id": text.PAD_ID,
+        "oov_id": text.OOV_ID,
+    }
+
+
+def export(
+    checkpoint_model: Path,
+    models_dir: Path,
+    run_id: str,
+    config: PipelineConfig,
+    data: ProcessedData,
+    metrics: dict[str, Any],
+    selected_epoch: int | None,
+) -> Path:
+    """Write models_dir/<run_id>/ atomically (a re-export replaces the folder whole)."""
+    import keras
+
+    dest = models_dir / run_id
+    models_dir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{run_id}.", suffix=".tmp", dir=models_dir))
+    try:
+        shutil.copyfile(checkpoint_model, tmp / KERAS_FILE)
+        model = keras.models.load_model(tmp / KERAS_FILE)
+        model.save(tmp / H5_FILE)
+        shutil.copyfile(data.vocabulary_path, tmp / VOCAB_FILE)
+        (tmp / TOKENIZER_FILE).write_text(json.dumps(tokenizer_settings(config), indent=2))
+        card = {
+            "run_id": run_id,
+            "selected_epoch": selected_epoch,
+            "selected_on": config.monitor,
+            "data_fingerprint": data.fingerprint,
+            "config": config.model_dump(mode="json"),
+            "test_metrics": metrics,
+        }
+        (tmp / CARD_JSON).write_text(json.dumps(card, indent=2))
+        (tmp / CARD_FILE).write_text(model_card(card))
+        for f in tmp.iterdir():
+            with f.open("rb") as fh:
+                os.fsync(fh.fileno())
+        fsync_dir(tmp)
+        if dest.exists():
+            old = models_dir / f".{run_id}.old"
+            shutil.rmtree(old, ignore_errors=True)
+            os.rename(dest, old)
+            os.rename(tmp, dest)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, dest)
+        fsync_dir(models_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return dest
+
+
+def model_card(card: dict[str, Any]) -> str:
+    m = card["test_metrics"]
+    cfg = card["config"]
+    rows = "\n".join(f"| {k} | `{v}` |" for k, v in cfg.items() if k not in ("sha256",))
+    return f"""# IMDB sentiment LSTM — run `{card["run_id"]}`
+
+Binary sentiment classifier (1 = positive) for English movie reviews, trained on the IMDB
+Large Movie Review Dataset (Maas et al., 2011). Selected at epoch {card["selected_epoch"]} on
+validation `{card["selected_on"]}`; the test split was used once, for the figures below.
+
+## Test metrics ({m["examples"]:,} reviews)
+| metric | value |
+|---|---|
+| accuracy | {m["accuracy"]:.4f} |
+| precision | {m["precision"]:.4f} |
+| recall | {m["recall"]:.4f} |
+| F1 | {m["f1"]:.4f} |
+| ROC-AUC | {m["roc_auc"]:.4f} |
+| loss | {m["loss"]:.4f} |
+
+## Files
+- `{KERAS_FILE}`: full model with optimizer state. Inference:
+  `keras.models.load_model("{KERAS_FILE}", compile=False)`; further training:
+  `keras.models.load_model("{KERAS_FILE}")` then `fit`.
+- `{H5_FILE}`: HDF5 (legacy) copy. Inference: `keras.models.load_model("{H5_FILE}",
+  compile=False)`. Further training: load with `compile=False` and compile again (a compiled
+  model loaded from .h5 in Keras 3.15 cannot train: `Unknown variable` on `fit`).
+- `{VOCAB_FILE}`, `{TOKENIZER_FILE}`: the tokenizer (line i of the vocabulary is id i);
+  `imdb-pipeline predict --model <this folder> "some review"` applies it.
+
+## Data
+Tokenised data fingerprint `{card["data_fingerprint"]}`.
+
+## Configuration
+| field | value |
+|---|---|
+{rows}
+"""
+
+
+def load_for_training(path: Path, learning_rate: float) -> Any:
+    """A trainable model from an exported .keras (optimizer kept) or .h5 (fresh optimizer)."""
+    import keras
+
+    from tasks.model import compile_model
+
+    if path.suffix == ".h5":
+        model = keras.models.load_model(path, compile=False)
+        compile_model(model, learning_rate)
+        return model
+    return keras.models.load_model(path)

@@ -1,0 +1,89 @@
+"""Score raw review text with an exported model and its saved tokenizer."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from tasks import text
+from tasks.export import H5_FILE, KERAS_FILE, TOKENIZER_FILE, VOCAB_FILE
+
+BATCH = 512
+
+
+class Predictor:
+    """An exported model folder (or a .keras/.h5 file inside one), ready to score text."""
+
+    def __init__(self, model_path: Path) -> None:
+        import keras
+
+        folder = model_path if model_path.is_dir() else model_path.parent
+        file = model_path if model_path.is_file() else folder / KERAS_FILE
+        if not file.exists() and (folder / H5_FILE).exists():
+            file = folder / H5_FILE
+        for needed in (file, folder / VOCAB_FILE, folder / TOKENIZER_FILE):
+            if not needed.exists():
+                raise FileNotFoundError(
+                    f"{needed} not found: --model must be an exported model folder "
+                    "(artifacts/models/<run_id>) or a model file inside one"
+                )
+        self.settings = json.loads((folder / TOKENIZER_FILE).read_text())
+        if self.settings["tokenizer_version"] != text.TOKENIZER_VERSION:
+            raise ValueError(
+                f"{folder} was tokenised with tokenizer version "
+                f"{self.settings['tokenizer_version']}, this code has {text.TOKENIZER_VERSION}"
+            )
+        self.vocabulary = (folder / VOCAB_FILE).read_text(encoding="utf-8").splitlines()
+        self.model = keras.models.load_model(file, compile=False)
+        self.path = file
+
+    def encode(self, texts: list[str]) -> list[np.ndarray]:
+        ids = text.encode(text.tokenize(pa.array(texts, pa.string())), self.vocabulary)
+        keep = self.settings["sequence_length"]
+        return [np.asarray(row.values, dtype=np.int32)[-keep:] for row in ids]
+
+    def predict(self, texts: list[str]) -> np.ndarray:
+        """Probability that each text is positive."""
+        out = np.empty(len(texts), dtype=np.float64)
+        for start in range(0, len(texts), BATCH):
+            seqs = self.encode(texts[start : start + BATCH])
+            width = max(max((len(s) for s in seqs), default=1), 1)
+            x = np.zeros((len(seqs), width), dtype=np.int32)
+            for i, s in enumerate(seqs):
+                if len(s):
+                    x[i, width - len(s) :] = s  # front padding, as in training
+            out[start : start + len(seqs)] = np.asarray(self.model(x, training=False)).ravel()
+        return out
+
+
+def read_texts(path: Path) -> Iterator[str]:
+    """Reviews from a file: .parquet (`text` column), .jsonl (`text` field) or one per line."""
+    if not path.exists():
+        raise FileNotFoundError(f"input file {path} does not exist")
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        schema = pq.read_schema(path)
+        if "text" not in schema.names:
+            raise ValueError(f"{path} has no `text` column (columns: {', '.join(schema.names)})")
+        yield from pq.read_table(path, columns=["text"]).column("text").to_pylist()
+        return
+    with path.open(encoding="utf-8", errors="replace") as fh:
+        for n, line in enumerate(fh, 1):
+            line = line.rstrip("\n")
+            if path.suffix in (".jsonl", ".ndjson"):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise ValueError(f"{path}:{n}: not valid JSON ({exc.msg})") from exc
+                if not isinstance(record, dict) or "text" not in record:
+                    raise ValueError(f"{path}:{n}: JSON line has no `text` field")
+                yield str(record["text"])
+            else:
+                yield line

@@ -1,0 +1,31 @@
+"""Shared fixtures: small synthetic archives and one Prefect test server per session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+from tests.imdb_fixtures import build_archive  # noqa: E402
+
+REAL_ARCHIVE = Path(__file__).resolve().parents[1].parent / "shared" / "imdb" / "aclImdb_v1.tar.gz"
+REAL_SHA256 = "c9c64a8c8c2c9012e75cd4de5d427bb34cd7bd4ce4a791eaf2543cf24ee217f5"
+
+
+@pytest.fixture(scope="session")
+def small_archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """40 reviews in each labelled folder, 4 reviews per movie."""
+    return build_archive(tmp_path_factory.mktemp("archive") / "aclImdb_v1.tar.gz")
+
+
+@pytest.fixture(scope="session")
+def prefect_server():
+    """One Prefect test server (temporary database) for every flow test of the session."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=60):
+        yield

@@ -1,0 +1,59 @@
+"""Builds small archives in the official aclImdb layout for tests."""
+
+from __future__ import annotations
+
+import io
+import random
+import tarfile
+from collections.abc import Iterable
+from pathlib import Path
+
+POSITIVE = ["great", "wonderful", "excellent", "loved", "brilliant", "moving", "superb"]
+NEGATIVE = ["awful", "boring", "terrible", "hated", "dull", "worst", "waste"]
+FILLER = ["the", "film", "movie", "plot", "actor", "scene", "story", "and", "a", "it", "was"]
+
+
+def review_text(rng: random.Random, positive: bool, words: int = 40) -> str:
+    """A synthetic review whose label is learnable from its words."""
+    cue = POSITIVE if positive else NEGATIVE
+    tokens = [rng.choice(cue) if rng.random() < 0.25 else rng.choice(FILLER) for _ in range(words)]
+    half = words // 2
+    return " ".join(tokens[:half]) + "<br /><br />" + " ".join(tokens[half:]) + "!"
+
+
+def build_archive(
+    path: Path,
+    per_folder: int = 40,
+    reviews_per_movie: int = 4,
+    seed: int = 0,
+    skip: Iterable[str] = (),
+    extra: dict[str, bytes] | None = None,
+) -> Path:
+    """Write `path` (.tar.gz) with `per_folder` reviews in each of train/test x pos/neg.
+
+    `skip` names folders or files to leave out (e.g. "aclImdb/test/neg"); `extra` adds members.
+    """
+    rng = random.Random(seed)
+    skip = tuple(skip)
+    members: dict[str, bytes] = {"aclImdb/README": b"synthetic IMDB archive for tests\n"}
+    for split in ("train", "test"):
+        for folder in ("neg", "pos"):
+            urls = []
+            for rid in range(per_folder):
+                rating = rng.randint(7, 10) if folder == "pos" else rng.randint(1, 4)
+                body = review_text(rng, folder == "pos").encode()
+                members[f"aclImdb/{split}/{folder}/{rid}_{rating}.txt"] = body
+                movie = 1000 + (rid // reviews_per_movie) + (0 if folder == "pos" else 500)
+                urls.append(f"http://www.imdb.com/title/tt{movie:07d}/usercomments")
+            members[f"aclImdb/{split}/urls_{folder}.txt"] = ("\n".join(urls) + "\n").encode()
+    members["aclImdb/train/unsup/0_0.txt"] = b"unlabelled review, must be skipped"
+    members["aclImdb/train/labeledBow.feat"] = b"0:1 1:2\n"
+    members.update(extra or {})
+    with tarfile.open(path, "w:gz") as tar:
+        for name in sorted(members):
+            if name.startswith(skip):
+                continue
+            info = tarfile.TarInfo(name)
+            info.size = len(members[name])
+            tar.addfile(info, io.BytesIO(members[name]))
+    return path

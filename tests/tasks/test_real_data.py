@@ -1,0 +1,54 @@
+"""Slow checks of tokenize_archive on the real IMDB archive (skipped when it is not present)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from tasks.atomic import file_sha256
+from tasks.tokenize import SPLITS, TokenizeParams, load_processed, tokenize_archive
+from tests.conftest import REAL_ARCHIVE, REAL_SHA256
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def real_data(tmp_path_factory: pytest.TempPathFactory):
+    if not REAL_ARCHIVE.exists():
+        pytest.skip(f"real IMDB archive not found at {REAL_ARCHIVE}")
+    assert file_sha256(REAL_ARCHIVE) == REAL_SHA256, f"{REAL_ARCHIVE} is not the expected copy"
+    root = tmp_path_factory.mktemp("real-processed")
+    data = tokenize_archive(REAL_ARCHIVE, REAL_SHA256, root, TokenizeParams(), progress=print)
+    tables = {
+        s: pq.read_table(data.split_path(s), columns=["review_id", "movie_id", "label"])
+        for s in SPLITS
+    }
+    return data, tables
+
+
+def test_real_archive_rows_and_labels(real_data) -> None:
+    # Given the real archive tokenised with the default parameters
+    data, tables = real_data
+    labels = {s: Counter(tables[s]["label"].to_pylist()) for s in SPLITS}
+
+    # Then train+validation and test each hold 25,000 reviews, 12,500 per label
+    assert tables["train"].num_rows + tables["validation"].num_rows == 25_000
+    assert tables["test"].num_rows == 25_000
+    assert labels["train"] + labels["validation"] == Counter({0: 12_500, 1: 12_500})
+    assert labels["test"] == Counter({0: 12_500, 1: 12_500})
+    assert load_processed(Path(data.path)) == data
+
+
+def test_real_archive_validation_split(real_data) -> None:
+    # Given the real train and validation splits
+    _, tables = real_data
+    train = tables["train"]["movie_id"].to_pylist()
+    validation = tables["validation"]["movie_id"].to_pylist()
+
+    # Then validation is within 0.01 of the default 10%, and no movie is on both sides
+    assert abs(len(validation) / (len(train) + len(validation)) - 0.1) <= 0.01
+    assert None not in train and None not in validation
+    assert set(train).isdisjoint(validation)
