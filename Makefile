@@ -9,7 +9,10 @@ export PREFECT_HOME ?= $(CURDIR)/.prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install run prepare test test-fast lint bench clean
+PREFECT_PORT ?= 4200
+POOL := imdb-process
+
+.PHONY: install run prepare resume test test-fast lint bench server worker deploy clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +24,11 @@ install: $(STAMP)
 
 ## The main job (source: IMDB_SOURCE / IMDB_SHA256, default the official archive URL).
 run: install
-	$(BIN)/imdb-pipeline prepare
+	$(BIN)/imdb-pipeline train
+
+## Continue the newest unfinished run from its newest valid checkpoint.
+resume: install
+	$(BIN)/imdb-pipeline resume
 
 prepare: install
 	$(BIN)/imdb-pipeline prepare
@@ -41,6 +48,26 @@ lint: install
 
 bench: install
 	$(BIN)/python benchmarks/bench_prepare.py
+
+## Local Prefect server on its embedded SQLite in $(PREFECT_HOME) (PostgreSQL: see README).
+server: install
+	$(BIN)/prefect server start --host 127.0.0.1 --port $(PREFECT_PORT)
+
+## A process worker for the deployments (creates the work pool if needed).
+worker: install
+	PREFECT_API_URL=http://127.0.0.1:$(PREFECT_PORT)/api $(BIN)/prefect work-pool inspect $(POOL) >/dev/null 2>&1 \
+	  || PREFECT_API_URL=http://127.0.0.1:$(PREFECT_PORT)/api $(BIN)/prefect work-pool create $(POOL) --type process
+	PREFECT_API_URL=http://127.0.0.1:$(PREFECT_PORT)/api PREFECT_FLOWS_HEARTBEAT_FREQUENCY=30 \
+	  $(BIN)/prefect worker start --pool $(POOL)
+
+## Deployments from prefect.yaml (pipeline, nightly, resume + triggers) and the heartbeat automation.
+deploy: install
+	PREFECT_API_URL=http://127.0.0.1:$(PREFECT_PORT)/api IMDB_PIPELINE_ROOT=$(CURDIR) \
+	  $(BIN)/prefect --no-prompt deploy --all
+	PREFECT_API_URL=http://127.0.0.1:$(PREFECT_PORT)/api \
+	  $(BIN)/prefect --no-prompt automation delete imdb-mark-silent-runs-crashed >/dev/null 2>&1 || true
+	PREFECT_API_URL=http://127.0.0.1:$(PREFECT_PORT)/api \
+	  $(BIN)/prefect automation create --from-file automations/crashed-runs.yaml
 
 clean:
 	rm -rf $(VENV) .prefect

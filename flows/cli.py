@@ -73,6 +73,12 @@ def _run_train(args: argparse.Namespace) -> dict:
     return summary
 
 
+def _run_resume(args: argparse.Namespace) -> dict:
+    from flows.resume import resume
+
+    return resume(run_id=args.run_id, artifacts_dir=args.artifacts_dir, data_dir=args.data_dir)
+
+
 def _run_evaluate(args: argparse.Namespace) -> dict:
     from flows.evaluate import evaluate_exported
 
@@ -100,6 +106,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_flags(train, ALL_FIELDS)
     train.add_argument("--run-id", help="name of the run folder (default: timestamp)")
     train.set_defaults(run=_run_train)
+
+    res = sub.add_parser("resume", help="continue a run from its newest valid checkpoint")
+    res.add_argument("--run-id", help="run to continue (default: the newest unfinished run)")
+    res.add_argument("--data-dir", type=Path, help="default: the run's own data_dir")
+    res.add_argument("--artifacts-dir", type=Path, default=Path("artifacts"))
+    res.add_argument("--json", action="store_true", help="print one JSON summary line last")
+    res.set_defaults(run=_run_resume)
 
     ev = sub.add_parser("evaluate", help="re-evaluate an exported model on its test split")
     ev.add_argument("--model", type=Path, required=True, help="artifacts/models/<run_id>")

@@ -1,7 +1,8 @@
-"""pipeline: fetch -> tokenize -> train -> evaluate -> export."""
+"""imdb-pipeline: fetch -> tokenize -> train -> evaluate -> export (-> promote, prune)."""
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 
 from prefect import flow
@@ -9,19 +10,36 @@ from prefect.runtime import flow_run
 
 from flows.prepare import prepare_data
 from tasks.config import PipelineConfig
-from tasks.steps import evaluate_model, export_model, train_model
-from tasks.train import TrainResult, create_run, update_run_info
+from tasks.runs import create_run, update_run_info
+from tasks.steps import evaluate_model, export_model, promote_model, prune_runs, train_model
+from tasks.tokenize import ProcessedData
+from tasks.train import TrainResult
 
 
 @flow(name="imdb-pipeline", log_prints=True)
-def pipeline(config: PipelineConfig = PipelineConfig(), run_id: str | None = None) -> dict:
-    """The whole job; `run_id` names the run folder (default: a new timestamped one)."""
+def pipeline(
+    config: PipelineConfig = PipelineConfig(),
+    run_id: str | None = None,
+    promote: bool = False,
+    keep_runs: int | None = None,
+) -> dict:
+    """The whole job. `run_id` names the run folder (default: a new timestamped one);
+    `promote` makes the model the champion if it is at least as good on validation (nightly);
+    `keep_runs` prunes older finished runs, never the champion's."""
     data = prepare_data(config)
-    run_dir = create_run(config.artifacts_dir.resolve(), config, data, run_id, flow_run.get_id())
-    return finish_run(config, data, run_dir)
+    artifacts_dir = config.artifacts_dir.resolve()
+    run_dir = create_run(artifacts_dir, config, data, run_id, flow_run.get_id())
+    summary = finish_run(config, data, run_dir)
+    if promote:
+        model_dir = Path(summary["model_dir"])
+        decision = promote_model(model_dir.parent, model_dir, data.split_path("validation"))
+        summary["champion"] = asdict(decision)
+    if keep_runs is not None:
+        summary["pruned"] = prune_runs(artifacts_dir, keep_runs)
+    return summary
 
 
-def finish_run(config: PipelineConfig, data, run_dir: Path) -> dict:
+def finish_run(config: PipelineConfig, data: ProcessedData, run_dir: Path) -> dict:
     """Train (resuming from the run's newest checkpoint), evaluate and export."""
     try:
         result: TrainResult = train_model(config, data, run_dir)

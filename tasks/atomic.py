@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -47,3 +48,24 @@ def file_sha256(path: Path) -> str:
         while chunk := fh.read(1 << 20):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def replace_dir(tmp: Path, dest: Path) -> None:
+    """Rename the finished folder `tmp` onto `dest`, replacing an older `dest` if present.
+
+    POSIX cannot rename over a non-empty folder, so the old one is moved aside first and put
+    back if the second rename fails.
+    """
+    if dest.exists():
+        old = dest.with_name(f".{dest.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.rename(dest, old)
+        try:
+            os.rename(tmp, dest)
+        except BaseException:
+            os.rename(old, dest)
+            raise
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.rename(tmp, dest)
+    fsync_dir(dest.parent)

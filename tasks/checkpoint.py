@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tasks.atomic import atomic_write_text, file_sha256, fsync_dir
+from tasks.atomic import atomic_write_text, file_sha256, fsync_dir, replace_dir
 
 MODEL_FILE = "model.keras"
 STATE_FILE = "state.json"
@@ -88,15 +88,7 @@ def save_checkpoint(
         full = {**manifest, "files": files}
         atomic_write_text(tmp / MANIFEST_FILE, json.dumps(full, indent=2, default=float))
         fsync_dir(tmp)
-        if dest.exists():  # an epoch re-run after a resume: the new files supersede the old
-            old = dest.with_name(f".{dest.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.rename(dest, old)
-            os.rename(tmp, dest)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(tmp, dest)
-        fsync_dir(dest.parent)
+        replace_dir(tmp, dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from tasks import text
-from tasks.atomic import fsync_dir
+from tasks.atomic import fsync_dir, replace_dir
 from tasks.config import PipelineConfig
 from tasks.tokenize import ProcessedData
 
@@ -77,15 +77,7 @@ def export(
             with f.open("rb") as fh:
                 os.fsync(fh.fileno())
         fsync_dir(tmp)
-        if dest.exists():
-            old = models_dir / f".{run_id}.old"
-            shutil.rmtree(old, ignore_errors=True)
-            os.rename(dest, old)
-            os.rename(tmp, dest)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(tmp, dest)
-        fsync_dir(models_dir)
+        replace_dir(tmp, dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 
 from prefect import task
@@ -14,7 +15,7 @@ from prefect.artifacts import (
 from prefect.cache_policies import INPUTS, TASK_SOURCE
 from prefect.logging import get_run_logger
 
-from tasks import checkpoint, evaluate, export, fetch, tokenize, train
+from tasks import champion, checkpoint, evaluate, export, fetch, runs, tokenize, train
 from tasks.config import PipelineConfig
 
 
@@ -59,7 +60,8 @@ def tokenize_reviews(
     return data
 
 
-@task(name="train_model")
+# A retry finds the run's newest checkpoint and continues from it, never from scratch.
+@task(name="train_model", retries=2, retry_delay_seconds=5)
 def train_model(
     config: PipelineConfig, data: tokenize.ProcessedData, run_dir: Path
 ) -> train.TrainResult:
@@ -143,3 +145,36 @@ def export_model(
     )
     get_run_logger().info("exported %s", dest)
     return dest
+
+
+@task(name="promote_model")
+def promote_model(models_dir, model_dir, validation_parquet) -> champion.Decision:
+    """Switch the champion to the new model if it is at least as good on validation."""
+    decision = champion.promote_if_better(models_dir, model_dir, validation_parquet)
+    old = (
+        f"`{decision.champion}`: {decision.champion_accuracy:.4f}"
+        if decision.champion
+        else "none yet"
+    )
+    create_markdown_artifact(
+        key="champion-decision",
+        markdown=(
+            f"## {'Promoted' if decision.promoted else 'Kept the champion'}\n\n"
+            f"Validation accuracy on {decision.examples:,} reviews:\n\n"
+            f"- challenger `{decision.challenger}`: {decision.challenger_accuracy:.4f}\n"
+            f"- champion {old}\n"
+        ),
+        description="Nightly champion/challenger decision",
+    )
+    get_run_logger().info("champion decision: %s", asdict(decision))
+    return decision
+
+
+@task(name="prune_runs")
+def prune_runs(artifacts_dir, keep_runs: int) -> list[str]:
+    """Delete old finished runs; the champion's run and the newest `keep_runs` are kept."""
+    current = champion.current_champion(artifacts_dir / "models")
+    removed = runs.prune_runs(artifacts_dir, keep_runs, {current.name} if current else set())
+    if removed:
+        get_run_logger().info("pruned %d old runs: %s", len(removed), ", ".join(removed))
+    return removed

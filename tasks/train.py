@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import logging
 import math
 import sys
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -222,51 +220,3 @@ def train(
         seconds=time.perf_counter() - t0,
         history=list(tracker["history"]),
     )
-
-
-def create_run(
-    artifacts_dir: Path,
-    config: PipelineConfig,
-    data: ProcessedData,
-    run_id: str | None = None,
-    flow_run_id: str | None = None,
-) -> Path:
-    """A fresh run folder with run.json; refuses to reuse an existing run's folder."""
-    run_id = run_id or datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
-    run_dir = artifacts_dir / "runs" / run_id
-    run_dir.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        run_dir.mkdir()
-    except FileExistsError as exc:
-        raise FileExistsError(f"run folder {run_dir} already exists; runs never share one") from exc
-    write_run_info(
-        run_dir,
-        {
-            "run_id": run_id,
-            "status": "running",
-            "config": config.model_dump(mode="json"),
-            "config_digest": config.digest(),
-            "data_fingerprint": data.fingerprint,
-            "data_path": str(data.path),
-            "flow_run_ids": [flow_run_id] if flow_run_id else [],
-            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        },
-    )
-    return run_dir
-
-
-def read_run_info(run_dir: Path) -> dict[str, Any]:
-    try:
-        return json.loads((run_dir / "run.json").read_text())
-    except FileNotFoundError as exc:
-        raise FileNotFoundError(f"{run_dir} is not a run folder (no run.json)") from exc
-
-
-def write_run_info(run_dir: Path, info: dict[str, Any]) -> None:
-    atomic_write_text(run_dir / "run.json", json.dumps(info, indent=2))
-
-
-def update_run_info(run_dir: Path, **changes: Any) -> dict[str, Any]:
-    info = {**read_run_info(run_dir), **changes}
-    write_run_info(run_dir, info)
-    return info

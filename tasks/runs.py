@@ -1,0 +1,127 @@
+"""Run folders (artifacts/runs/<run_id>/run.json): creation, lookup, status and retention."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from tasks.atomic import atomic_write_text
+from tasks.config import PipelineConfig
+from tasks.tokenize import ProcessedData
+
+RUN_FILE = "run.json"
+
+
+class RunError(LookupError):
+    """No run matches, or the run cannot be continued; the message says why."""
+
+
+def new_run_id() -> str:
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
+
+
+def create_run(
+    artifacts_dir: Path,
+    config: PipelineConfig,
+    data: ProcessedData,
+    run_id: str | None = None,
+    flow_run_id: str | None = None,
+) -> Path:
+    """A fresh run folder with run.json; refuses to reuse an existing run's folder."""
+    run_id = run_id or new_run_id()
+    if not run_id.replace("-", "").replace("_", "").replace(".", "").isalnum():
+        raise RunError(f"run id {run_id!r} may hold only letters, digits, '-', '_' and '.'")
+    run_dir = artifacts_dir / "runs" / run_id
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        run_dir.mkdir()
+    except FileExistsError as exc:
+        raise RunError(f"run folder {run_dir} already exists; runs never share one") from exc
+    write_run_info(
+        run_dir,
+        {
+            "run_id": run_id,
+            "status": "running",
+            "config": config.model_dump(mode="json"),
+            "config_digest": config.digest(),
+            "data_fingerprint": data.fingerprint,
+            "data_path": str(data.path),
+            "flow_run_ids": [flow_run_id] if flow_run_id else [],
+            "automatic_resumes": 0,
+            "resumes": [],
+            "pid": os.getpid(),
+            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        },
+    )
+    return run_dir
+
+
+def read_run_info(run_dir: Path) -> dict[str, Any]:
+    try:
+        return json.loads((run_dir / RUN_FILE).read_text())
+    except FileNotFoundError as exc:
+        raise RunError(f"{run_dir} is not a run folder (no {RUN_FILE})") from exc
+
+
+def write_run_info(run_dir: Path, info: dict[str, Any]) -> None:
+    atomic_write_text(run_dir / RUN_FILE, json.dumps(info, indent=2))
+
+
+def update_run_info(run_dir: Path, **changes: Any) -> dict[str, Any]:
+    info = {**read_run_info(run_dir), **changes}
+    write_run_info(run_dir, info)
+    return info
+
+
+def list_runs(artifacts_dir: Path) -> list[tuple[Path, dict[str, Any]]]:
+    """(folder, run.json) of every run, oldest first (by creation time, then id)."""
+    runs = []
+    root = artifacts_dir / "runs"
+    for path in root.iterdir() if root.is_dir() else []:
+        try:
+            runs.append((path, read_run_info(path)))
+        except (RunError, ValueError):
+            continue
+    return sorted(runs, key=lambda r: (r[1].get("created_at", ""), r[0].name))
+
+
+def find_run(
+    artifacts_dir: Path, run_id: str | None = None, flow_run_id: str | None = None
+) -> Path:
+    """The run named by id, or the one a flow run worked on, or the newest unfinished run."""
+    runs = list_runs(artifacts_dir)
+    if run_id:
+        path = artifacts_dir / "runs" / run_id
+        if not (path / RUN_FILE).exists():
+            raise RunError(f"no run {run_id!r} under {artifacts_dir / 'runs'}")
+        return path
+    if flow_run_id:
+        for path, info in reversed(runs):
+            if flow_run_id in info.get("flow_run_ids", []):
+                return path
+        raise RunError(f"no run folder records flow run {flow_run_id}")
+    unfinished = [path for path, info in runs if info.get("status") != "completed"]
+    if not unfinished:
+        raise RunError(f"no unfinished run under {artifacts_dir / 'runs'}")
+    return unfinished[-1]
+
+
+def prune_runs(artifacts_dir: Path, keep: int, protect: set[str]) -> list[str]:
+    """Delete all but the newest `keep` finished runs (and their models); never `protect`."""
+    runs = list_runs(artifacts_dir)
+    newest = {p.name for p, _ in runs[-keep:]} if keep > 0 else set()
+    removed = []
+    for path, info in runs:
+        if path.name in newest or path.name in protect:
+            continue
+        if info.get("status") not in ("completed", "abandoned"):  # may still be resumed
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        shutil.rmtree(artifacts_dir / "models" / path.name, ignore_errors=True)
+        removed.append(path.name)
+    return removed

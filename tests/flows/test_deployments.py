@@ -1,0 +1,117 @@
+"""End to end through a real Prefect server: deploy from prefect.yaml, run, crash, auto-resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.imdb_fixtures import build_archive
+from tests.prefect_server import UUID, local_prefect
+
+pytestmark = pytest.mark.timeout(900)
+
+
+def _params(archive: Path, tmp: Path, epochs: int, **extra) -> str:
+    config = {
+        "source": str(archive),
+        "data_dir": str(tmp / "data"),
+        "artifacts_dir": str(tmp / "artifacts"),
+        "vocab_size": 60,
+        "sequence_length": 64,
+        "embedding_dim": 8,
+        "lstm_units": 8,
+        "bidirectional": False,
+        "batch_size": 16,
+        "epochs": epochs,
+        "learning_rate": 0.01,
+        "early_stopping": False,
+        **extra,
+    }
+    return json.dumps({"config": config})
+
+
+def _wait_for(predicate, timeout: float, what: str, logs) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}\n{logs()}")
+        time.sleep(0.2)
+
+
+def _only_run(artifacts: Path) -> Path:
+    runs = list((artifacts / "runs").glob("*/run.json")) if (artifacts / "runs").exists() else []
+    return runs[0].parent if len(runs) == 1 else Path("/nonexistent")
+
+
+def test_deploy_run_crash_and_automatic_resume(tmp_path: Path) -> None:
+    small = build_archive(tmp_path / "small.tar.gz", per_folder=40)
+    # Bigger and longer reviews: epochs last long enough to kill the run between checkpoints.
+    slow = build_archive(tmp_path / "slow.tar.gz", per_folder=300)
+    with local_prefect(tmp_path / "prefect") as prefect:
+        # Given: the pool, the deployments and automations of prefect.yaml, and a worker
+        prefect.cli("work-pool", "create", "imdb-process", "--type", "process")
+        out = prefect.cli("deploy", "--all")
+        assert "imdb-pipeline/nightly" in out and "resume/resume" in out
+        prefect.cli("automation", "create", "--from-file", "automations/crashed-runs.yaml")
+        automations = prefect.cli("automation", "ls")
+        assert "imdb-mark-silent-runs-crashed" in automations
+        prefect.start("worker", "worker", "start", "--pool", "imdb-process")
+
+        def logs() -> str:
+            return prefect.log("worker")[-6000:]
+
+        # When: the pipeline deployment runs to completion
+        first = tmp_path / "first"
+        out = prefect.cli(
+            "deployment", "run", "imdb-pipeline/pipeline",
+            "--params", _params(small, first, epochs=2),
+            "--watch", "--watch-timeout", "300",
+            timeout=330,
+        )  # fmt: skip
+        # Then: it completed and exported its model
+        run_dir = _only_run(first / "artifacts")
+        info = json.loads((run_dir / "run.json").read_text())
+        assert info["status"] == "completed", out + logs()
+        assert (first / "artifacts" / "models" / run_dir.name / "sentiment-lstm.h5").exists()
+
+        # When: a second run is SIGKILLed right after its first checkpoint is written
+        second = tmp_path / "second"
+        out = prefect.cli(
+            "deployment", "run", "imdb-pipeline/pipeline",
+            "--params", _params(slow, second, epochs=8, sequence_length=200),
+        )  # fmt: skip
+        crashed_flow_run = UUID.search(out).group(0)
+        artifacts = second / "artifacts"
+        _wait_for(
+            lambda: any((artifacts / "runs").glob("*/checkpoints/epoch-0001/manifest.json")),
+            300, "the first checkpoint", logs,
+        )  # fmt: skip
+        run_dir = _only_run(artifacts)
+        info = json.loads((run_dir / "run.json").read_text())
+        assert crashed_flow_run in info["flow_run_ids"]
+        os.kill(info["pid"], signal.SIGKILL)
+        killed_at = max(
+            int(p.name.split("-")[1]) for p in (run_dir / "checkpoints").glob("epoch-*")
+        )
+        assert killed_at < 8, "training finished before the kill; make epochs slower"
+
+        # Then: the resume deployment starts on its own, continues from the checkpoint, completes
+        def resumed_and_done() -> bool:
+            info = json.loads((run_dir / "run.json").read_text())
+            return bool(info.get("resumes")) and info.get("status") == "completed"
+
+        _wait_for(resumed_and_done, 400, "the automatic resume to complete", logs)
+        info = json.loads((run_dir / "run.json").read_text())
+        assert info["resumes"][0]["from_epoch"] >= 1
+        assert info["automatic_resumes"] == 1
+        assert len(info["flow_run_ids"]) == 2  # the crashed run and the resume run
+        history = (run_dir / "history.csv").read_text().splitlines()
+        assert len(history) == 1 + 8  # header + every epoch once
+        assert (artifacts / "models" / run_dir.name / "sentiment-lstm.h5").exists()
+        states = prefect.cli("flow-run", "ls", "--limit", "20").upper()
+        assert "CRASHED" in states and "RESUME" in states, states

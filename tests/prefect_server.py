@@ -1,0 +1,123 @@
+"""A real Prefect server and process worker on 127.0.0.1 for end-to-end deployment tests."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PREFECT = str(Path(sys.executable).with_name("prefect"))
+UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class LocalPrefect:
+    """Handles to a running server; `cli` runs prefect commands against it."""
+
+    home: Path
+    env: dict[str, str]
+    procs: list[subprocess.Popen] = field(default_factory=list)
+
+    def cli(self, *args: str, timeout: float = 120, check: bool = True) -> str:
+        out = subprocess.run(
+            [PREFECT, "--no-prompt", *args],
+            env=self.env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if check and out.returncode != 0:
+            raise AssertionError(f"prefect {' '.join(args)} failed:\n{out.stdout}\n{out.stderr}")
+        return out.stdout + out.stderr
+
+    def start(self, name: str, *args: str) -> subprocess.Popen:
+        log = (self.home / f"{name}.log").open("w")
+        # Own session: stopping it by PID also stops whatever it started; default SIGINT
+        # handling so it shuts down cleanly.
+        proc = subprocess.Popen(
+            [PREFECT, *args],
+            env=self.env,
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
+        self.procs.append(proc)
+        return proc
+
+    def log(self, name: str) -> str:
+        path = self.home / f"{name}.log"
+        return path.read_text() if path.exists() else ""
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def local_prefect(home: Path, extra_env: dict[str, str] | None = None) -> Iterator[LocalPrefect]:
+    """Start `prefect server start` on a free port with its own PREFECT_HOME; stop it after."""
+    home.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    env = (
+        {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+        | {
+            "PREFECT_HOME": str(home),
+            "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_WORKER_QUERY_SECONDS": "2",
+            "PREFECT_WORKER_PREFETCH_SECONDS": "2",
+            "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30",
+            "PREFECT_LOGGING_LEVEL": "INFO",
+            "IMDB_PIPELINE_ROOT": str(ROOT),
+            "TF_CPP_MIN_LOG_LEVEL": "2",
+            "PYTHONUNBUFFERED": "1",
+            "COLUMNS": "250",  # rich tables would otherwise wrap names
+        }
+        | (extra_env or {})
+    )
+    server = LocalPrefect(home, env)
+    try:
+        server.start("server", "server", "start", "--host", "127.0.0.1", "--port", str(port))
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=2):
+                    break
+            except OSError:
+                if time.monotonic() > deadline or server.procs[0].poll() is not None:
+                    raise AssertionError(
+                        "Prefect server did not start:\n" + server.log("server")
+                    ) from None
+                time.sleep(0.5)
+        yield server
+    finally:
+        for proc in reversed(server.procs):
+            _stop(proc)

@@ -1,0 +1,268 @@
+"""Tests of `train`: checkpoints, best model, history, early stopping and exact resume."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from tasks import checkpoint as ckpt
+from tasks import dataset
+from tasks import train as train_mod
+from tasks.atomic import file_sha256
+from tasks.config import PipelineConfig
+from tasks.tokenize import ProcessedData, TokenizeParams, tokenize_archive
+
+
+@pytest.fixture(scope="module")
+def data(small_archive: Path, tmp_path_factory: pytest.TempPathFactory) -> ProcessedData:
+    """The small archive tokenised once for the module (64 train, 16 validation reviews)."""
+    root = tmp_path_factory.mktemp("processed")
+    return tokenize_archive(
+        small_archive, "0" * 64, root, TokenizeParams(vocab_size=60, validation_fraction=0.2)
+    )
+
+
+def _config(tmp_path: Path, **overrides) -> PipelineConfig:
+    settings = dict(
+        source="unused.tar.gz",
+        data_dir=tmp_path / "data",
+        artifacts_dir=tmp_path / "art",
+        vocab_size=60,
+        validation_fraction=0.2,
+        sequence_length=40,
+        embedding_dim=8,
+        lstm_units=8,
+        bidirectional=False,
+        batch_size=16,
+        epochs=3,
+        learning_rate=0.01,
+        early_stopping=False,
+    )
+    return PipelineConfig(**{**settings, **overrides})
+
+
+def _read_history(run_dir: Path) -> list[dict[str, str]]:
+    with (run_dir / "history.csv").open() as fh:
+        return list(csv.DictReader(fh))
+
+
+def _epochs(folder: Path) -> list[int]:
+    return [c.epoch for c in ckpt.list_checkpoints(folder)]
+
+
+def _weights(checkpoint: ckpt.Checkpoint) -> list[np.ndarray]:
+    import keras
+
+    return keras.models.load_model(checkpoint.model_path).get_weights()
+
+
+def test_train_keeps_checkpoints_best_model_history_and_tensorboard(
+    data: ProcessedData, tmp_path: Path
+) -> None:
+    # Given a config checkpointing every epoch, keeping 2, selecting on val_loss
+    config = _config(tmp_path, epochs=4, checkpoint_every=1, keep_checkpoints=2, monitor="val_loss")
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    calls: list[tuple[int, int, dict]] = []
+
+    # When it trains
+    result = train_mod.train(
+        config, data, run_dir, on_epoch=lambda d, t, m: calls.append((d, t, m))
+    )
+
+    # Then all epochs ran and exactly the two newest periodic checkpoints remain
+    assert result.epochs_completed == 4
+    assert not result.stopped_early
+    assert _epochs(run_dir / "checkpoints") == [3, 4]
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == [
+        "epoch-0003",
+        "epoch-0004",
+    ]
+    # And history.csv has one row per epoch with train and validation metrics
+    history = _read_history(run_dir)
+    assert [int(r["epoch"]) for r in history] == [1, 2, 3, 4]
+    assert {"loss", "accuracy", "val_loss", "val_accuracy"} <= set(history[0])
+    assert len(result.history) == 4
+    # And best/ holds exactly one checkpoint: the epoch with the lowest val_loss
+    val_losses = [float(r["val_loss"]) for r in history]
+    best_epoch = int(np.argmin(val_losses)) + 1
+    assert _epochs(run_dir / "best") == [best_epoch]
+    assert len(list((run_dir / "best").iterdir())) == 1
+    assert result.best_epoch == best_epoch
+    assert result.best_value == pytest.approx(min(val_losses))
+    best = ckpt.find_best_checkpoint(run_dir)
+    assert best is not None
+    assert best.manifest["metrics"]["val_loss"] == pytest.approx(min(val_losses))
+    # And the manifest records epoch, step, metrics, config, data and file checksums
+    latest = ckpt.find_latest_checkpoint(run_dir)
+    assert latest is not None
+    m = latest.manifest
+    assert m["epoch"] == 4
+    assert m["global_step"] == 4 * dataset.steps_per_epoch(64, 16)
+    assert m["metrics"]["val_loss"] == pytest.approx(val_losses[-1])
+    assert {"loss", "accuracy", "val_loss", "val_accuracy"} <= set(m["metrics"])
+    assert m["config_digest"] == config.digest()
+    assert m["data_fingerprint"] == data.fingerprint
+    assert m["run_id"] == "run"
+    for name in ("model.keras", "state.json"):
+        assert m["files"][name]["sha256"] == file_sha256(latest.path / name)
+    state = latest.state()
+    assert state["epoch"] == 4 and len(state["history"]) == 4
+    # And TensorBoard logs were written
+    assert (run_dir / "tensorboard").is_dir()
+    assert any(p.is_file() for p in (run_dir / "tensorboard").rglob("*"))
+    # And the hook was told about every epoch
+    assert [(d, t) for d, t, _ in calls] == [(1, 4), (2, 4), (3, 4), (4, 4)]
+    assert calls[-1][2]["val_loss"] == pytest.approx(val_losses[-1])
+
+
+def test_checkpoint_every_n_epochs_also_saves_the_final_epoch(
+    data: ProcessedData, tmp_path: Path
+) -> None:
+    # Given a config checkpointing every 2nd of 5 epochs
+    config = _config(tmp_path, epochs=5, checkpoint_every=2, keep_checkpoints=5)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+
+    # When it trains
+    result = train_mod.train(config, data, run_dir)
+
+    # Then checkpoints exist for epochs 2 and 4 and the final epoch 5
+    assert result.epochs_completed == 5
+    assert _epochs(run_dir / "checkpoints") == [2, 4, 5]
+    assert len(_read_history(run_dir)) == 5
+
+
+def test_early_stopping_stops_and_a_resume_does_not_train_further(
+    data: ProcessedData, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given patience 0 and a monitor that never improves after the first epoch
+    config = _config(tmp_path, epochs=6, early_stopping=True, patience=0, checkpoint_every=3)
+    monkeypatch.setattr(train_mod, "_better", lambda value, best, monitor: best is None)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+
+    # When it trains
+    result = train_mod.train(config, data, run_dir)
+
+    # Then it stopped after epoch 2, saving that epoch as the final checkpoint
+    assert result.stopped_early
+    assert result.epochs_completed == 2
+    assert result.best_epoch == 1
+    assert _epochs(run_dir / "checkpoints") == [2]
+    assert _epochs(run_dir / "best") == [1]
+    assert len(_read_history(run_dir)) == 2
+    latest = ckpt.find_latest_checkpoint(run_dir)
+    assert latest is not None and latest.state()["stopped_early"] is True
+
+    # When the stopped run is resumed
+    again = train_mod.train(config, data, run_dir, resume=latest)
+
+    # Then nothing more is trained
+    assert again.stopped_early
+    assert again.epochs_completed == 2
+    assert _epochs(run_dir / "checkpoints") == [2]
+    assert len(again.history) == 2
+
+
+def test_better_compares_in_the_monitor_direction() -> None:
+    # Given / when / then: accuracy must rise, loss must fall, NaN never improves
+    assert train_mod._better(0.5, None, "val_accuracy")
+    assert train_mod._better(0.6, 0.5, "val_accuracy")
+    assert not train_mod._better(0.5, 0.5, "val_accuracy")
+    assert not train_mod._better(0.4, 0.5, "val_accuracy")
+    assert train_mod._better(0.4, 0.5, "val_loss")
+    assert not train_mod._better(0.5, 0.5, "val_loss")
+    assert not train_mod._better(0.6, 0.5, "val_loss")
+    assert not train_mod._better(math.nan, None, "val_loss")
+    assert train_mod._better(0.9, math.nan, "val_loss")
+    assert not train_mod._better(math.nan, 0.5, "val_accuracy")
+
+
+def test_epoch_end_tracks_patience_and_best_with_fake_logs(tmp_path: Path) -> None:
+    from tasks.model import build_model
+
+    # Given the callback state of a fresh run with patience 1 on val_accuracy
+    config = _config(tmp_path, epochs=10, early_stopping=True, patience=1, checkpoint_every=5)
+    model = build_model(config)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    cb = SimpleNamespace(
+        config=config,
+        model=model,
+        run_dir=run_dir,
+        data_fingerprint="f" * 16,
+        tracker=train_mod.new_tracker(),
+        on_epoch=None,
+        checkpoint_seconds=0.0,
+    )
+    model.stop_training = False
+
+    def epoch_end(epoch: int, val_accuracy: float) -> dict:
+        train_mod._on_epoch_end(cb, epoch, {"loss": 0.5, "val_accuracy": val_accuracy})
+        return dict(cb.tracker)
+
+    # When validation accuracy improves, stalls once, improves, then stalls twice
+    t1 = epoch_end(0, 0.6)
+    t2 = epoch_end(1, 0.6)
+    t3 = epoch_end(2, 0.7)
+    t4 = epoch_end(3, 0.65)
+    assert not model.stop_training
+    t5 = epoch_end(4, 0.7)
+
+    # Then the tracker counts epochs without improvement and stops after patience is used up
+    assert (t1["best_epoch"], t1["wait"], t1["stopped_early"]) == (1, 0, False)
+    assert (t2["best_epoch"], t2["wait"], t2["stopped_early"]) == (1, 1, False)
+    assert (t3["best_epoch"], t3["wait"], t3["best_value"]) == (3, 0, 0.7)
+    assert (t4["wait"], t4["stopped_early"]) == (1, False)
+    assert (t5["best_epoch"], t5["wait"], t5["stopped_early"]) == (3, 2, True)
+    assert model.stop_training
+    # And the best model and the final (stopping) epoch were checkpointed
+    assert _epochs(run_dir / "best") == [3]
+    assert _epochs(run_dir / "checkpoints") == [5]
+    assert [int(r["epoch"]) for r in _read_history(run_dir)] == [1, 2, 3, 4, 5]
+
+
+def test_resume_is_exact(data: ProcessedData, tmp_path: Path) -> None:
+    # Given a config with dropout on the embeddings and before the output
+    settings = dict(dropout=0.3, embedding_dropout=0.2, keep_checkpoints=10)
+
+    # When run A trains 4 epochs without interruption
+    run_a = tmp_path / "a"
+    run_a.mkdir()
+    result_a = train_mod.train(_config(tmp_path, epochs=4, **settings), data, run_a)
+
+    # And run B trains 2 epochs, then is resumed from its latest checkpoint up to 4
+    run_b = tmp_path / "b"
+    run_b.mkdir()
+    first = train_mod.train(_config(tmp_path, epochs=2, **settings), data, run_b)
+    latest = ckpt.find_latest_checkpoint(run_b)
+    assert first.epochs_completed == 2
+    assert latest is not None and latest.epoch == 2
+    result_b = train_mod.train(_config(tmp_path, epochs=4, **settings), data, run_b, resume=latest)
+
+    # Then run B has a complete 4-epoch history and checkpoints up to 4
+    assert result_b.epochs_completed == 4
+    history_b = _read_history(run_b)
+    assert [int(r["epoch"]) for r in history_b] == [1, 2, 3, 4]
+    assert _epochs(run_b / "checkpoints") == [1, 2, 3, 4]
+    final_b = ckpt.find_latest_checkpoint(run_b)
+    assert final_b is not None and final_b.epoch == 4
+    assert final_b.manifest["global_step"] == 4 * dataset.steps_per_epoch(64, 16)
+
+    # And its final weights are exactly those of the uninterrupted run
+    final_a = ckpt.find_latest_checkpoint(run_a)
+    assert final_a is not None and final_a.epoch == 4
+    weights_a, weights_b = _weights(final_a), _weights(final_b)
+    assert len(weights_a) == len(weights_b)
+    for wa, wb in zip(weights_a, weights_b, strict=True):
+        assert np.array_equal(wa, wb)
+    # And so are the metrics of every epoch and the dropout generators' states
+    assert history_b == _read_history(run_a)
+    assert result_b.history == result_a.history
+    assert final_b.state()["seed_generators"] == final_a.state()["seed_generators"]
