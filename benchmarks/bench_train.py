@@ -48,6 +48,9 @@ def _data(config):
     )
 
 
+SIDES = ("bare_numpy", "bare_batches", "pipeline", "pipeline_nondeterministic")
+
+
 class _EpochTimer:
     @staticmethod
     def make():
@@ -69,6 +72,8 @@ class _EpochTimer:
 
 def side(name: str, args: argparse.Namespace) -> dict:
     config = _config(args)
+    if name == "pipeline_nondeterministic":
+        config = config.model_copy(update={"deterministic": False})
     data = _data(config)
     from tasks import dataset
     from tasks.model import build_model
@@ -81,7 +86,7 @@ def side(name: str, args: argparse.Namespace) -> dict:
     va = dataset.load_split(
         data.split_path("validation"), config.sequence_length, config.max_reviews, config.seed
     )
-    if name == "pipeline":
+    if name.startswith("pipeline"):
         times: list[float] = []
         last = [time.perf_counter()]
 
@@ -96,7 +101,7 @@ def side(name: str, args: argparse.Namespace) -> dict:
             last[0] = time.perf_counter()
             train(config, data, run_dir, on_epoch=on_epoch)
         return {"epoch_seconds": times}
-    model = build_model(config)
+    model = build_model(config, dataset.steps_per_epoch(len(tr), config.batch_size))
     timer = _EpochTimer.make()
     if name == "bare_batches":
         ds = dataset.make_dataset(tr, config.batch_size, config.seed, 0, config.epochs)
@@ -138,7 +143,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--max-reviews", type=int, default=5000)
     parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--side", choices=["bare_numpy", "bare_batches", "pipeline"])
+    parser.add_argument("--side", choices=SIDES)
     args = parser.parse_args()
     if args.side:
         print(json.dumps(side(args.side, args)))

@@ -62,9 +62,13 @@ def resume(
     overrides = {"artifacts_dir": artifacts_dir}
     if data_dir is not None:
         overrides["data_dir"] = data_dir
-    config = PipelineConfig(**{**info["config"], **overrides})
-    data = prepare_data(config)
-    check_compatible(run_dir, info, config, data.fingerprint)
+    try:
+        config = PipelineConfig(**{**info["config"], **overrides})
+        data = prepare_data(config)
+        check_compatible(run_dir, info, config, data.fingerprint)
+    except BaseException:
+        update_run_info(run_dir, status="failed")  # refused or crashed: nothing runs it now
+        raise
     latest = find_latest_checkpoint(run_dir)
     if latest is None:
         logger.warning(

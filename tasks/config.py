@@ -46,18 +46,22 @@ class PipelineConfig(BaseModel):
     lstm_units: int = Field(64, ge=1, le=2048)
     lstm_layers: int = Field(1, ge=1, le=4)
     bidirectional: bool = Field(True, description="wrap each LSTM in Bidirectional")
-    pooling: Literal["last", "max"] = Field(
-        "max", description="summarise the top LSTM's sequence by its last state or a max-pool"
+    pooling: Literal["last", "max", "mean", "max_mean"] = Field(
+        "max_mean",
+        description="summarise the top LSTM's outputs: last state, max, mean or both pools",
     )
     embedding_dropout: float = Field(
-        0.0, ge=0, lt=1, description="spatial dropout of whole embedding channels"
+        0.4, ge=0, lt=1, description="spatial dropout of whole embedding channels"
     )
-    dropout: float = Field(0.2, ge=0, lt=1, description="dropout before the output layer")
+    dropout: float = Field(0.3, ge=0, lt=1, description="dropout before the output layer")
 
     # Training
     batch_size: int = Field(64, ge=1, le=65_536)
-    epochs: int = Field(6, ge=1, le=1000)
-    learning_rate: float = Field(1e-3, gt=0, le=1)
+    epochs: int = Field(3, ge=1, le=1000)
+    learning_rate: float = Field(2e-3, gt=0, le=1, description="initial (peak) learning rate")
+    lr_schedule: Literal["constant", "cosine"] = Field(
+        "cosine", description="cosine: decay to 0 over all epochs (a function of the step)"
+    )
     deterministic: bool = Field(True, description="seed everything and use deterministic ops")
     max_reviews: int | None = Field(None, ge=1, description="cap per split, for quick runs")
     monitor: Literal["val_accuracy", "val_loss"] = "val_accuracy"

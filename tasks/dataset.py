@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
@@ -45,20 +46,25 @@ def load_split(
     if max_reviews is not None and max_reviews < len(table):
         keep = np.sort(np.random.default_rng(seed).permutation(len(table))[:max_reviews])
         table = table.take(keep)
-    tokens = table.column("token_ids").combine_chunks()
-    # The end of a review usually carries the verdict, so truncation drops the start.
-    starts = np.asarray(tokens.offsets)[:-1]
-    ends = np.asarray(tokens.offsets)[1:]
-    starts = np.maximum(starts, ends - sequence_length)
-    flat = np.asarray(pc.list_flatten(tokens)) if len(tokens) else np.zeros(0, np.int32)
-    base = np.asarray(tokens.offsets)[0]
-    lengths = ends - starts
-    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
-    index = np.concatenate([np.arange(s, e) for s, e in zip(starts, ends, strict=True)]) - base
-    values = flat[index.astype(np.int64)] if len(index) else np.zeros(0, np.int32)
     labels = np.asarray(table.column("label").combine_chunks(), dtype=np.float32)
-    return Split(values.astype(np.int32), offsets, labels)
+    return keep_last(table.column("token_ids").combine_chunks(), labels, sequence_length)
+
+
+def keep_last(tokens: pa.ListArray, labels: np.ndarray, sequence_length: int) -> Split:
+    """A Split of each token list's last `sequence_length` ids.
+
+    The end of a review usually carries the verdict, so truncation drops the start.
+    """
+    offsets = np.asarray(tokens.offsets, dtype=np.int64)
+    ends = offsets[1:]
+    starts = np.maximum(offsets[:-1], ends - sequence_length)
+    flat = np.asarray(pc.list_flatten(tokens), dtype=np.int32)
+    lengths = ends - starts
+    new_offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=new_offsets[1:])
+    index = [np.arange(s, e) for s, e in zip(starts, ends, strict=True)]
+    index = np.concatenate(index) - offsets[0] if index else np.zeros(0, np.int64)
+    return Split(flat[index], new_offsets, labels)
 
 
 def epoch_plan(

@@ -61,7 +61,8 @@ def predict_split(model: Any, split: Any) -> tuple[np.ndarray, np.ndarray]:
     from tasks import dataset
 
     ds = dataset.make_eval_dataset(split, EVAL_BATCH)
-    prob = np.concatenate([np.asarray(model(x, training=False)).ravel() for x, _ in ds])
+    # predict() runs a compiled function; calling the model eagerly is ~3x slower for an LSTM.
+    prob = np.asarray(model.predict(ds.map(lambda x, _: x), verbose=0)).ravel()
     out = np.empty(len(split), dtype=np.float64)
     out[dataset.eval_order(split, EVAL_BATCH)] = prob
     return split.labels, out

@@ -10,9 +10,11 @@ import numpy as np
 import pyarrow as pa
 
 from tasks import text
+from tasks.dataset import Split, keep_last
+from tasks.evaluate import predict_split
 from tasks.export import H5_FILE, KERAS_FILE, TOKENIZER_FILE, VOCAB_FILE
 
-BATCH = 512
+BATCH = 512  # texts read and scored at a time by `predict`
 
 
 class Predictor:
@@ -41,23 +43,17 @@ class Predictor:
         self.model = keras.models.load_model(file, compile=False)
         self.path = file
 
-    def encode(self, texts: list[str]) -> list[np.ndarray]:
+    def encode(self, texts: list[str]) -> Split:
+        """Token ids of each text, truncated like the training data (labels are dummies)."""
         ids = text.encode(text.tokenize(pa.array(texts, pa.string())), self.vocabulary)
-        keep = self.settings["sequence_length"]
-        return [np.asarray(row.values, dtype=np.int32)[-keep:] for row in ids]
+        labels = np.zeros(len(texts), dtype=np.float32)
+        return keep_last(ids, labels, self.settings["sequence_length"])
 
     def predict(self, texts: list[str]) -> np.ndarray:
-        """Probability that each text is positive."""
-        out = np.empty(len(texts), dtype=np.float64)
-        for start in range(0, len(texts), BATCH):
-            seqs = self.encode(texts[start : start + BATCH])
-            width = max(max((len(s) for s in seqs), default=1), 1)
-            x = np.zeros((len(seqs), width), dtype=np.int32)
-            for i, s in enumerate(seqs):
-                if len(s):
-                    x[i, width - len(s) :] = s  # front padding, as in training
-            out[start : start + len(seqs)] = np.asarray(self.model(x, training=False)).ravel()
-        return out
+        """Probability that each text is positive (padded and batched exactly as in evaluation)."""
+        if not texts:
+            return np.zeros(0, dtype=np.float64)
+        return predict_split(self.model, self.encode(texts))[1]
 
 
 def read_texts(path: Path) -> Iterator[str]:

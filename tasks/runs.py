@@ -15,6 +15,7 @@ from tasks.config import PipelineConfig
 from tasks.tokenize import ProcessedData
 
 RUN_FILE = "run.json"
+_FINISHED = ("completed", "abandoned")
 
 
 class RunError(LookupError):
@@ -105,7 +106,8 @@ def find_run(
             if flow_run_id in info.get("flow_run_ids", []):
                 return path
         raise RunError(f"no run folder records flow run {flow_run_id}")
-    unfinished = [path for path, info in runs if info.get("status") != "completed"]
+    # Abandoned runs gave up after their automatic resumes: only an explicit run_id revives one.
+    unfinished = [p for p, info in runs if info.get("status") not in ("completed", "abandoned")]
     if not unfinished:
         raise RunError(f"no unfinished run under {artifacts_dir / 'runs'}")
     return unfinished[-1]
@@ -113,13 +115,12 @@ def find_run(
 
 def prune_runs(artifacts_dir: Path, keep: int, protect: set[str]) -> list[str]:
     """Delete all but the newest `keep` finished runs (and their models); never `protect`."""
-    runs = list_runs(artifacts_dir)
-    newest = {p.name for p, _ in runs[-keep:]} if keep > 0 else set()
+    # Unfinished runs may still be resumed: never pruned, and they take no `keep` place.
+    finished = [p for p, info in list_runs(artifacts_dir) if info.get("status") in _FINISHED]
+    newest = {p.name for p in finished[-keep:]} if keep > 0 else set()
     removed = []
-    for path, info in runs:
+    for path in finished:
         if path.name in newest or path.name in protect:
-            continue
-        if info.get("status") not in ("completed", "abandoned"):  # may still be resumed
             continue
         shutil.rmtree(path, ignore_errors=True)
         shutil.rmtree(artifacts_dir / "models" / path.name, ignore_errors=True)

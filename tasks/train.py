@@ -36,6 +36,10 @@ class TrainResult:
     best_value: float | None
     seconds: float
     history: list[dict[str, float]] = field(default_factory=list)
+    # Measured in this process only (a resumed run reports its own epochs).
+    epoch_seconds: list[float] = field(default_factory=list)  # incl. validation + checkpoints
+    checkpoint_seconds: list[float] = field(default_factory=list)  # checkpoint writes per epoch
+    first_step_at: float | None = None  # unix time of the first training step
 
 
 def setup_determinism(config: PipelineConfig) -> None:
@@ -59,6 +63,13 @@ class CheckpointCallback:  # built lazily as a keras.callbacks.Callback subclass
             def __init__(self) -> None:
                 super().__init__()
                 self.__dict__.update(kwargs)
+
+            def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
+                if self.first_step_at is None:  # how long start-up (and resume) took
+                    self.first_step_at = time.time()
+
+            def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+                self.epoch_started = time.perf_counter()
 
             def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
                 _on_epoch_end(self, epoch, dict(logs or {}))
@@ -99,16 +110,18 @@ def _on_epoch_end(cb: Any, epoch: int, logs: dict[str, float]) -> None:
         "saved_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     t0 = time.perf_counter()
+    best_dir = cb.run_dir / "best"
     if improved:
-        best_dir = cb.run_dir / "best"
         ckpt.save_checkpoint(cb.model, ckpt.checkpoint_dir(best_dir, done), manifest, state)
-        ckpt.prune_checkpoints(best_dir, keep=1)
     final = stop or done == config.epochs
     if done % config.checkpoint_every == 0 or final:
         folder = cb.run_dir / "checkpoints"
         ckpt.save_checkpoint(cb.model, ckpt.checkpoint_dir(folder, done), manifest, state)
         ckpt.prune_checkpoints(folder, keep=config.keep_checkpoints)
-    cb.checkpoint_seconds += time.perf_counter() - t0
+        # Older bests go only now: until a periodic checkpoint refers to the new best, a resume
+        # restarts from a state whose best is the previous one, which must still exist.
+        ckpt.prune_checkpoints(best_dir, keep=1)
+    cb.checkpoint_seconds.append(time.perf_counter() - t0)
     write_history(cb.run_dir / "history.csv", tracker["history"])
     if stop:
         cb.model.stop_training = True
@@ -118,6 +131,7 @@ def _on_epoch_end(cb: Any, epoch: int, logs: dict[str, float]) -> None:
             config.monitor,
             tracker["wait"],
         )
+    cb.epoch_seconds.append(time.perf_counter() - cb.epoch_started)
     if cb.on_epoch is not None:
         cb.on_epoch(done, config.epochs, metrics)
 
@@ -164,8 +178,9 @@ def train(
     val_split = dataset.load_split(
         data.split_path("validation"), config.sequence_length, config.max_reviews, config.seed
     )
+    steps = dataset.steps_per_epoch(len(train_split), config.batch_size)
     if resume is None:
-        model = build_model(config)
+        model = build_model(config, steps)
         tracker = new_tracker()
     else:
         model = keras.models.load_model(resume.model_path)
@@ -188,10 +203,12 @@ def train(
         data_fingerprint=data.fingerprint,
         tracker=tracker,
         on_epoch=on_epoch,
-        checkpoint_seconds=0.0,
+        checkpoint_seconds=[],
+        epoch_seconds=[],
+        first_step_at=None,
+        epoch_started=0.0,
     )
     if initial_epoch < config.epochs and not tracker["stopped_early"]:
-        steps = dataset.steps_per_epoch(len(train_split), config.batch_size)
         train_ds = dataset.make_dataset(
             train_split, config.batch_size, config.seed, initial_epoch, config.epochs
         )
@@ -219,4 +236,7 @@ def train(
         best_value=tracker["best_value"],
         seconds=time.perf_counter() - t0,
         history=list(tracker["history"]),
+        epoch_seconds=callback.epoch_seconds,
+        checkpoint_seconds=callback.checkpoint_seconds,
+        first_step_at=callback.first_step_at,
     )

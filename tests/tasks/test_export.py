@@ -323,7 +323,9 @@ def test_predictor_encodes_like_the_tokenised_data(exported: Exported) -> None:
     encoded = Predictor(exported.model_dir).encode(texts)
 
     # Then it gets the training ids, truncated to the last sequence_length tokens
-    assert [e.tolist() for e in encoded] == [row[-40:] for row in ids]
+    bounds = zip(encoded.offsets[:-1], encoded.offsets[1:], strict=True)
+    rows = [encoded.values[a:b].tolist() for a, b in bounds]
+    assert rows == [row[-40:] for row in ids]
 
 
 def test_predictor_accepts_a_model_file_and_falls_back_to_h5(
