@@ -34,9 +34,11 @@ prepare: install
 	$(BIN)/imdb-pipeline prepare
 
 ## Whole suite, real-data tests included when ../shared/imdb/aclImdb_v1.tar.gz exists.
+## Under CI (CI=true) or with IMDB_TEST_POSTGRES=1, the deployment test runs again on PostgreSQL.
 test: install
 	$(BIN)/ruff check flows tasks tests benchmarks
 	$(BIN)/python -m pytest
+	@if [ "$${CI:-}" = "true" ] || [ -n "$${IMDB_TEST_POSTGRES:-}" ]; then bash scripts/test-postgres.sh; fi
 
 ## Skip the slow real-data tests.
 test-fast: install

@@ -76,13 +76,16 @@ def main() -> None:
             cmd += ["--max-reviews", str(args.max_reviews)]
         env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
         t_spawn = time.time()
-        proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+        # Own process group: the kill must also take the Prefect server the child started.
+        proc = subprocess.Popen(
+            cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, text=True, start_new_session=True
+        )
         first = artifacts / "runs" / "bench" / "checkpoints" / "epoch-0001" / "manifest.json"
         while not first.exists():
             if proc.poll() is not None:
                 sys.exit("training child exited before its first checkpoint")
             time.sleep(0.05)
-        os.kill(proc.pid, signal.SIGKILL)
+        os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
         fresh_first_epoch_s = time.time() - t_spawn
 

@@ -150,10 +150,7 @@ def main() -> None:
         return
     extra = ["--max-reviews", str(args.max_reviews), "--epochs", str(args.epochs)]
     script = Path(__file__)
-    results = {
-        s: run_isolated(script, "--side", s, *extra)
-        for s in ("bare_numpy", "bare_batches", "pipeline")
-    }
+    results = {s: run_isolated(script, "--side", s, *extra) for s in SIDES}
 
     def per_epoch(s: str) -> float:
         times = results[s]["epoch_seconds"][1:] or results[s]["epoch_seconds"]
@@ -168,6 +165,10 @@ def main() -> None:
         "pipeline_s_per_epoch": round(per_epoch("pipeline"), 2),
         "pipeline_vs_bare_numpy": round(per_epoch("pipeline") / per_epoch("bare_numpy"), 3),
         "overhead_vs_bare_batches": round(per_epoch("pipeline") / per_epoch("bare_batches") - 1, 4),
+        "pipeline_nondeterministic_s_per_epoch": round(per_epoch("pipeline_nondeterministic"), 2),
+        "determinism_cost": round(
+            per_epoch("pipeline") / per_epoch("pipeline_nondeterministic") - 1, 4
+        ),
     }
     print(json.dumps(out))
 

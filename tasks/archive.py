@@ -7,6 +7,8 @@ members the caller wants are copied and nothing is ever extracted to disk.
 
 from __future__ import annotations
 
+import queue
+import threading
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,39 +23,76 @@ class ArchiveError(ValueError):
 
 
 class _Stream:
-    """Decompressed bytes of a gzip file, read forward on demand."""
+    """Decompressed bytes of a gzip file, read forward on demand.
+
+    A background thread inflates the file (zlib releases the GIL) while the caller parses
+    headers, so decompression and parsing overlap on two cores.
+    """
 
     def __init__(self, path: Path) -> None:
         self._file = path.open("rb")
-        self._zlib = zlib.decompressobj(wbits=31)  # 31: expect a gzip header and trailer
         self._buf = bytearray()
         self._pos = 0
-        self._started = False
+        self._eof = False
+        self._chunks: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=16)
+        self._stop = threading.Event()
         self.path = path
+        self._thread = threading.Thread(target=self._inflate, name="gunzip", daemon=True)
+        self._thread.start()
+
+    def _inflate(self) -> None:
+        inflater = zlib.decompressobj(wbits=31)  # 31: expect a gzip header and trailer
+        try:
+            first = True
+            while not inflater.eof:
+                chunk = self._file.read(_READ_SIZE)
+                if not chunk:
+                    raise ArchiveError(
+                        f"{self.path}: archive is truncated (gzip stream ends early)"
+                    )
+                if first and not chunk.startswith(b"\x1f\x8b"):
+                    raise ArchiveError(f"{self.path}: is not a gzip-compressed file")
+                first = False
+                try:
+                    data = inflater.decompress(chunk)
+                except zlib.error as exc:
+                    raise ArchiveError(f"{self.path}: archive is corrupt ({exc})") from exc
+                if data and not self._put(data):
+                    return
+            self._put(None)
+        except BaseException as exc:  # handed to the reading thread, which raises it
+            self._put(exc)
+
+    def _put(self, item: bytes | BaseException | None) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._chunks.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
 
     def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
         self._file.close()
 
     def _fill(self, n: int) -> bool:
         """Make at least `n` bytes available; False if the stream ends first."""
         while len(self._buf) - self._pos < n:
-            if self._zlib.eof:
+            if self._eof:
                 return False
-            chunk = self._file.read(_READ_SIZE)
-            if not chunk:
-                raise ArchiveError(f"{self.path}: archive is truncated (gzip stream ends early)")
-            if not self._started:
-                self._started = True
-                if not chunk.startswith(b"\x1f\x8b"):
-                    raise ArchiveError(f"{self.path}: is not a gzip-compressed file")
-            try:
-                data = self._zlib.decompress(chunk)
-            except zlib.error as exc:
-                raise ArchiveError(f"{self.path}: archive is corrupt ({exc})") from exc
+            item = self._chunks.get()
+            if item is None:
+                self._eof = True
+                return False
+            if isinstance(item, BaseException):
+                self._eof = True
+                raise item
             if self._pos > _READ_SIZE * 4:  # drop consumed bytes so memory stays bounded
                 del self._buf[: self._pos]
                 self._pos = 0
-            self._buf += data
+            self._buf += item
         return True
 
     def read(self, n: int) -> bytes | None:
@@ -65,7 +104,7 @@ class _Stream:
 
     def drain(self) -> None:
         """Read to the end so the gzip trailer's CRC and length are checked."""
-        while not self._zlib.eof:
+        while not self._eof:
             self._pos = len(self._buf)
             self._fill(1)
 

@@ -11,11 +11,13 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from tasks import text
@@ -29,6 +31,7 @@ _MOVIE = re.compile(r"(tt\d+)")
 _REQUIRED = tuple(f"aclImdb/{s}/{lab}/" for s in ("train", "test") for lab in ("neg", "pos"))
 METADATA_KEY = b"imdb_pipeline"
 MANIFEST = "manifest.json"
+_THREADS = min(os.cpu_count() or 1, 8)
 
 SCHEMA = pa.schema(
     [
@@ -102,11 +105,20 @@ class RawReviews:
     rating: np.ndarray
     body: list[bytes]
     movie_id: list[str | None]
+    arrival: np.ndarray  # canonical row i was the arrival[i]-th review read
 
 
-def read_reviews(archive: Path) -> RawReviews:
-    """Stream the labelled train/test reviews (and their movie urls) out of the archive."""
+def read_reviews(
+    archive: Path, on_chunk: Callable[[list[bytes]], None] | None = None, chunk: int = 1024
+) -> RawReviews:
+    """Stream the labelled train/test reviews (and their movie urls) out of the archive.
+
+    With `on_chunk`, review bodies are handed over `chunk` at a time in archive order as they
+    are read (so work on them overlaps reading), and `RawReviews.body` stays empty;
+    `RawReviews.arrival` maps the canonical order back to that archive order.
+    """
     found: list[tuple[str, int, int, int, bytes]] = []
+    pending: list[bytes] = []
     urls: dict[tuple[str, str], list[bytes]] = {}
     seen_dirs: set[str] = set()
 
@@ -120,12 +132,19 @@ def read_reviews(archive: Path) -> RawReviews:
                 split, folder, rid, rating = m.groups()
                 seen_dirs.add(f"aclImdb/{split}/{folder}/")
                 found.append((split, folder == "pos", int(rid), int(rating), data))
+                if on_chunk is not None:
+                    pending.append(data)
+                    if len(pending) == chunk:
+                        on_chunk(pending)
+                        pending = []
             else:
                 u = _URLS.match(name)
                 assert u is not None
                 urls[(u.group(1), u.group(2))] = data.splitlines()
     except ArchiveError as exc:
         raise DataError(str(exc)) from exc
+    if on_chunk is not None and pending:
+        on_chunk(pending)
     missing = [d for d in _REQUIRED if d not in seen_dirs]
     if missing:
         raise DataError(
@@ -138,7 +157,8 @@ def read_reviews(archive: Path) -> RawReviews:
             "which map training reviews to movies for the validation split"
         )
     # Canonical order: split, then label folder, then numeric id -> independent of tar order.
-    found.sort(key=lambda r: (r[0] != "train", r[1], r[2]))
+    arrival = sorted(range(len(found)), key=lambda i: (found[i][0] != "train", *found[i][1:3]))
+    found = [found[i] for i in arrival]
     movie_ids: list[str | None] = []
     for split, positive, rid, _, _ in found:
         lines = urls.get((split, "pos" if positive else "neg"), [])
@@ -153,8 +173,9 @@ def read_reviews(archive: Path) -> RawReviews:
         split=[r[0] for r in found],
         label=np.fromiter((r[1] for r in found), dtype=np.int8, count=len(found)),
         rating=np.fromiter((r[3] for r in found), dtype=np.int8, count=len(found)),
-        body=[r[4] for r in found],
+        body=[] if on_chunk is not None else [r[4] for r in found],
         movie_id=movie_ids,
+        arrival=np.array(arrival, dtype=np.int64),
     )
 
 
@@ -180,7 +201,8 @@ def assign_validation(movie_ids: list[str], fraction: float, seed: int) -> np.nd
 def _table(
     raw: RawReviews, idx: np.ndarray, split: str, texts: pa.Array, ids: pa.Array
 ) -> pa.Table:
-    take = pa.array(idx)
+    # texts and ids are in archive (arrival) order; idx is in canonical order.
+    take = pa.array(raw.arrival[idx])
     return pa.table(
         {
             "review_id": pa.array([raw.review_id[i] for i in idx], pa.string()),
@@ -192,6 +214,38 @@ def _table(
             "text": texts.take(take),
         },
         schema=SCHEMA,
+    )
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    """A chunk of reviews (archive order): texts, and tokens as ids into a chunk dictionary."""
+
+    texts: pa.StringArray
+    offsets: np.ndarray  # token-list offsets per review
+    local_ids: np.ndarray  # int32 index into `words` for every token
+    words: pa.StringArray  # the chunk's distinct tokens
+    bad_bytes: int
+
+    def train_counts(self, rows: np.ndarray) -> np.ndarray:
+        """How often each of `words` occurs in the chunk's reviews selected by `rows`."""
+        in_rows = np.repeat(rows, np.diff(self.offsets))
+        return np.bincount(self.local_ids[in_rows], minlength=len(self.words))
+
+    def encode(self, vocabulary: list[str]) -> pa.ListArray:
+        lookup = np.asarray(text.vocabulary_ids(self.words, vocabulary))
+        ids = lookup[self.local_ids] if len(self.local_ids) else np.zeros(0, np.int32)
+        return pa.ListArray.from_arrays(pa.array(self.offsets), pa.array(ids, pa.int32()))
+
+
+def _decode(bodies: list[bytes]) -> _Chunk:
+    """Decode and tokenise a chunk; the dictionary keeps later counting and encoding cheap."""
+    texts, bad_bytes = text.decode_utf8(bodies)
+    tokens = text.tokenize(texts, threads=1)
+    encoded = pc.dictionary_encode(tokens.flatten())
+    offsets = np.asarray(tokens.offsets, dtype=np.int32) - tokens.offsets[0].as_py()
+    return _Chunk(
+        texts, offsets, np.asarray(encoded.indices, dtype=np.int32), encoded.dictionary, bad_bytes
     )
 
 
@@ -215,13 +269,15 @@ def tokenize_archive(
         return existing
 
     t0 = time.perf_counter()
-    raw = read_reviews(archive)
-    progress(f"read {len(raw.body):,} reviews in {time.perf_counter() - t0:.1f}s")
-    texts, bad_bytes = text.decode_utf8(raw.body)
-    raw.body = []  # the decoded copy is all we need from here on
+    # Decoding and tokenising run in worker threads while the archive is still being read.
+    with ThreadPoolExecutor(_THREADS) as pool:
+        futures: list[Future] = []
+        raw = read_reviews(archive, lambda bodies: futures.append(pool.submit(_decode, bodies)))
+        progress(f"read {len(raw.split):,} reviews in {time.perf_counter() - t0:.1f}s")
+        chunks: list[_Chunk] = [f.result() for f in futures]
+    bad_bytes = sum(c.bad_bytes for c in chunks)
     if bad_bytes:
         progress(f"replaced {bad_bytes} undecodable bytes with U+FFFD")
-    tokens = text.tokenize(texts)
 
     split = np.array(raw.split, dtype=object)
     is_train = split == "train"
@@ -235,10 +291,21 @@ def tokenize_archive(
     if empty:
         raise DataError(f"{archive}: split {', '.join(empty)} would be empty")
 
-    vocabulary = text.build_vocabulary(tokens.take(pa.array(rows["train"])), params.vocab_size)
+    # Vocabulary from the training rows' token counts, summed over the chunks' dictionaries.
+    is_train_row = np.zeros(len(raw.split), dtype=bool)
+    is_train_row[raw.arrival[rows["train"]]] = True
+    starts = np.cumsum([0] + [len(c.texts) for c in chunks])
+    bounds = zip(chunks, starts[:-1], starts[1:], strict=True)
+    counts = [c.train_counts(is_train_row[a:b]) for c, a, b in bounds]
+    vocabulary = text.vocabulary_from_counts(
+        pa.concat_arrays([c.words for c in chunks]), np.concatenate(counts), params.vocab_size
+    )
     if len(vocabulary) < params.vocab_size:
         progress(f"training text has only {len(vocabulary) - 2:,} distinct tokens")
-    ids = text.encode(tokens, vocabulary)
+    # Kept in archive order: each split's table takes its rows once, at the end.
+    with ThreadPoolExecutor(_THREADS) as pool:
+        ids = pa.concat_arrays(list(pool.map(lambda c: c.encode(vocabulary), chunks)))
+    texts = pa.concat_arrays([c.texts for c in chunks])
     progress(f"tokenised in {time.perf_counter() - t0:.1f}s, vocabulary {len(vocabulary):,}")
 
     meta = {
@@ -260,16 +327,17 @@ def tokenize_archive(
     # Build everything in a temporary sibling folder, then rename: readers never see a partial one.
     tmp = Path(tempfile.mkdtemp(prefix=f".{fp}.", dir=processed_root))
     try:
-        files = {}
-        for s in SPLITS:
-            table = _table(raw, rows[s], s, texts, ids)
-            table = table.replace_schema_metadata({METADATA_KEY: json.dumps(meta)})
-            pq.write_table(table, tmp / f"{s}.parquet", compression="zstd")
         (tmp / "vocab.txt").write_text("\n".join(vocabulary) + "\n", encoding="utf-8")
-        for f in sorted(tmp.iterdir()):
-            with f.open("rb") as fh:
-                os.fsync(fh.fileno())
-            files[f.name] = {"sha256": file_sha256(f), "bytes": f.stat().st_size}
+
+        def write(split: str) -> tuple[str, dict]:  # take, encode and hash free the GIL
+            path = tmp / f"{split}.parquet"
+            _write_split(_table(raw, rows[split], split, texts, ids), path, meta)
+            return path.name, _file_record(path)
+
+        with ThreadPoolExecutor(_THREADS) as pool:
+            files = dict(pool.map(write, SPLITS))
+        files["vocab.txt"] = _file_record(tmp / "vocab.txt")
+        files = dict(sorted(files.items()))
         manifest = {**meta, "counts": counts, "undecodable_bytes": bad_bytes, "files": files}
         atomic_write_text(tmp / MANIFEST, json.dumps(manifest, indent=2))
         fsync_dir(tmp)
@@ -288,6 +356,17 @@ def tokenize_archive(
         raise
     progress(f"wrote {final} in {time.perf_counter() - t0:.1f}s")
     return ProcessedData(final, fp, counts, bad_bytes)
+
+
+def _write_split(table: pa.Table, path: Path, meta: dict) -> None:
+    table = table.replace_schema_metadata({METADATA_KEY: json.dumps(meta)})
+    pq.write_table(table, path, compression="zstd")
+
+
+def _file_record(path: Path) -> dict:
+    with path.open("rb") as fh:
+        os.fsync(fh.fileno())
+    return {"sha256": file_sha256(path), "bytes": path.stat().st_size}
 
 
 def load_processed(path: Path) -> ProcessedData | None:

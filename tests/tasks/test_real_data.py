@@ -52,3 +52,25 @@ def test_real_archive_validation_split(real_data) -> None:
     assert abs(len(validation) / (len(train) + len(validation)) - 0.1) <= 0.01
     assert None not in train and None not in validation
     assert set(train).isdisjoint(validation)
+
+
+def test_fast_tokenizer_equals_the_regex_rules_on_every_real_review(real_data) -> None:
+    # Given every real review's text
+    import pyarrow as pa
+
+    from tasks import text
+
+    data, _ = real_data
+    texts = pa.concat_arrays(
+        [
+            pq.read_table(data.split_path(s), columns=["text"])["text"].combine_chunks()
+            for s in SPLITS
+        ]
+    )
+
+    # When the vectorised tokenizer and the reference regex rules both tokenise them
+    fast = text.tokenize(texts)
+    reference = text._tokenize_regex(texts)
+
+    # Then they agree on every review
+    assert fast.equals(reference)

@@ -267,3 +267,42 @@ def test_decode_nothing() -> None:
     texts, count = text.decode_utf8([])
     assert texts.to_pylist() == []
     assert count == 0
+
+
+def test_fast_tokenizer_agrees_with_the_regex_rules() -> None:
+    # Given many random texts built from the characters the rules care about, Unicode included
+    from tasks.fast_tokens import tokenize_fast
+
+    rng = random.Random(7)
+    alphabet = "abZ9 '<>!?.,-/\n\t\"xy''éÉñ’…—ΣЖ٣😀\u0301İß\u00a0"
+    texts = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 40))) for _ in range(5000)]
+    texts += ["", "<br />", "don't", "let''s go", "'quoted'", "a<b>c", "x < y", "<a>'b", "9's!!"]
+    texts += ["café’s naïve", "ÉCOLE", "x😀y", "Straße İstanbul"]
+    arr = pa.array(texts, pa.string())
+
+    # When both tokenisers run, on all texts and on ASCII-only ones
+    fast = tokenize_fast(arr)
+    ascii_texts = pa.array([t for t in texts if t.isascii()], pa.string())
+    assert tokenize_fast(ascii_texts).to_pylist() == text._tokenize_regex(ascii_texts).to_pylist()
+    slow = text._tokenize_regex(arr)
+
+    # Then every text gets the same tokens
+    assert fast.to_pylist() == slow.to_pylist()
+
+
+def test_mixed_ascii_and_unicode_texts_keep_their_order() -> None:
+    # Given ASCII and non-ASCII texts interleaved
+    texts = ["Great film!", "Café naïve", "bad", "Ünïcode <br /> ok?", ""] * 300
+
+    # When tokenised together (enough texts for the threaded path)
+    tokens = text.tokenize(texts).to_pylist()
+
+    # Then each text's tokens are those it gets on its own
+    assert tokens[:5] == [
+        ["great", "film", "!"],
+        ["café", "naïve"],
+        ["bad"],
+        ["ünïcode", "ok", "?"],
+        [],
+    ]
+    assert tokens == tokens[:5] * 300
