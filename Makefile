@@ -12,7 +12,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 PREFECT_PORT ?= 4200
 POOL := imdb-process
 
-.PHONY: install run prepare resume test test-fast lint bench server worker deploy clean
+.PHONY: install install-gpu run prepare resume test test-fast lint bench server worker deploy clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,11 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+## GPU: swap the CPU wheel for tensorflow[and-cuda] (both provide the `tensorflow` module).
+install-gpu: install
+	$(BIN)/python -m pip uninstall --quiet --yes tensorflow-cpu
+	$(BIN)/python -m pip install --quiet -e '.[gpu]'
 
 ## The main job (source: IMDB_SOURCE / IMDB_SHA256, default the official archive URL).
 run: install

@@ -21,7 +21,17 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 from tasks.config import ConfigError, PipelineConfig, load_config  # noqa: E402
 
 ALL_FIELDS = tuple(PipelineConfig.model_fields)
-DATA_FIELDS = ("source", "sha256", "data_dir", "vocab_size", "validation_fraction", "seed")
+DATA_FIELDS = (
+    "source",
+    "sha256",
+    "data_dir",
+    "vocab_size",
+    "validation_fraction",
+    "seed",
+    "task_runner",
+    "dask_address",
+    "dask_workers",
+)
 
 
 def _is_bool(annotation: Any) -> bool:

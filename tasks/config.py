@@ -39,6 +39,14 @@ class PipelineConfig(BaseModel):
     vocab_size: int = Field(20_000, ge=3, le=1_000_000, description="including <pad> and <oov>")
     validation_fraction: float = Field(0.1, gt=0, lt=0.5)
     seed: int = Field(42, ge=0, description="seeds the split, weights, dropout and shuffling")
+    task_runner: Literal["default", "dask"] = Field(
+        "default",
+        description="tokenise in this process (default) or in shards on a Dask cluster",
+    )
+    dask_address: str | None = Field(
+        None, description="existing Dask scheduler (tcp://host:port); default: a local cluster"
+    )
+    dask_workers: int = Field(2, ge=1, description="worker processes of the local Dask cluster")
 
     # Model
     sequence_length: int = Field(400, ge=8, le=5000, description="tokens kept (the last ones)")
@@ -63,6 +71,13 @@ class PipelineConfig(BaseModel):
         "cosine", description="cosine: decay to 0 over all epochs (a function of the step)"
     )
     deterministic: bool = Field(True, description="seed everything and use deterministic ops")
+    distribution: Literal["none", "mirrored", "multi_worker"] = Field(
+        "none",
+        description=(
+            "tf.distribute strategy: none (one device), mirrored (all local GPUs, else the CPU) "
+            "or multi_worker (the cluster in TF_CONFIG); batch_size stays the global batch"
+        ),
+    )
     max_reviews: int | None = Field(None, ge=1, description="cap per split, for quick runs")
     monitor: Literal["val_accuracy", "val_loss"] = "val_accuracy"
     early_stopping: bool = True
@@ -89,8 +104,23 @@ class PipelineConfig(BaseModel):
         return self.sha256
 
     def digest(self) -> str:
-        """Stable hash of the settings (paths excluded: moving a folder changes no result)."""
-        data = self.model_dump(mode="json", exclude={"data_dir", "artifacts_dir"})
+        """Stable hash of the settings.
+
+        Paths are excluded (moving a folder changes no result), and so is `distribution`: a run
+        may be resumed under another strategy or worker count.
+        """
+        data = self.model_dump(
+            mode="json",
+            exclude={
+                "data_dir",
+                "artifacts_dir",
+                "distribution",
+                # Where the tokenisation runs, not what it computes (same data either way).
+                "task_runner",
+                "dask_address",
+                "dask_workers",
+            },
+        )
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 

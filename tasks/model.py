@@ -17,6 +17,7 @@ def build_model(config: PipelineConfig, steps_per_epoch: int = 1) -> keras.Model
         )(x)
     for i in range(config.lstm_layers):
         top = i == config.lstm_layers - 1
+        # cuDNN path on GPU: default activations, no recurrent_dropout/mask, use_cudnn="auto".
         layer = keras.layers.LSTM(
             config.lstm_units,
             # Lower layers feed the next LSTM; the top one feeds pooling or the output.

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import io
 import json
+import pickle
 import re
 import tarfile
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import Future
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +17,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tasks import text
+from tasks import text, tokenize
+from tasks.atomic import file_sha256
 from tasks.tokenize import (
     MANIFEST,
     METADATA_KEY,
@@ -25,6 +28,7 @@ from tasks.tokenize import (
     ProcessedData,
     TokenizeParams,
     assign_validation,
+    decode_chunk,
     fingerprint,
     load_processed,
     read_vocabulary,
@@ -488,6 +492,33 @@ def test_failure_while_writing_leaves_no_partial_folder(
 
     # Then neither the output folder nor its temporary sibling remains
     assert _leftovers(root) == []
+
+
+def test_shards_tokenised_elsewhere_give_the_same_files(
+    tmp_path: Path, small_archive: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given the small archive tokenised the default way (one chunk of 160 reviews)
+    expected = _run(small_archive, tmp_path / "default")
+
+    # When its shards of 24 reviews go through `submit`, each result pickled as if it came
+    # from another process
+    monkeypatch.setattr(tokenize, "SHARD", 24)
+    shards: list[int] = []
+
+    def submit(bodies: list[bytes]) -> Future:
+        shards.append(len(bodies))
+        future: Future = Future()
+        future.set_result(pickle.loads(pickle.dumps(decode_chunk(bodies))))
+        return future
+
+    root = tmp_path / "sharded"
+    data = tokenize_archive(small_archive, SHA, root, PARAMS, progress=_quiet, submit=submit)
+
+    # Then every review went through a shard, and every file is byte for byte the same
+    assert shards == [24] * 6 + [16]
+    assert data.fingerprint == expected.fingerprint
+    for name in ["vocab.txt", *(f"{s}.parquet" for s in SPLITS)]:
+        assert file_sha256(data.path / name) == file_sha256(expected.path / name), name
 
 
 # --- validation assignment ---------------------------------------------------------------------
