@@ -95,6 +95,23 @@ def save_checkpoint(
     return Checkpoint(dest, full)
 
 
+def copy_checkpoint(source: Checkpoint, dest: Path) -> Checkpoint:
+    """Copy a verified checkpoint folder to `dest`, atomically like `save_checkpoint`."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
+    try:
+        for name in (MODEL_FILE, STATE_FILE, MANIFEST_FILE):  # the manifest last
+            shutil.copyfile(source.path / name, tmp / name)
+            with (tmp / name).open("rb") as fh:
+                os.fsync(fh.fileno())
+        fsync_dir(tmp)
+        replace_dir(tmp, dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return Checkpoint(dest, source.manifest)
+
+
 def verify_checkpoint(path: Path) -> tuple[Checkpoint | None, str]:
     """The checkpoint at `path` and "" if its manifest and files verify, else (None, reason)."""
     try:

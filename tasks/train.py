@@ -210,12 +210,17 @@ def _on_epoch_end(cb: Any, epoch: int, logs: dict[str, float]) -> None:
     # copies and runs no collective op, so the other workers need not save anywhere.
     chief = getattr(cb, "chief", True)
     best_dir = cb.run_dir / "best"
+    best = None
     if improved and chief:
-        ckpt.save_checkpoint(cb.model, ckpt.checkpoint_dir(best_dir, done), manifest, state)
+        best = ckpt.save_checkpoint(cb.model, ckpt.checkpoint_dir(best_dir, done), manifest, state)
     final = stop or done == config.epochs
     if (done % config.checkpoint_every == 0 or final) and chief:
         folder = cb.run_dir / "checkpoints"
-        ckpt.save_checkpoint(cb.model, ckpt.checkpoint_dir(folder, done), manifest, state)
+        dest = ckpt.checkpoint_dir(folder, done)
+        if best is not None:  # the same epoch: copying the files beats serialising again
+            ckpt.copy_checkpoint(best, dest)
+        else:
+            ckpt.save_checkpoint(cb.model, dest, manifest, state)
         ckpt.prune_checkpoints(folder, keep=config.keep_checkpoints)
         # Older bests go only now: until a periodic checkpoint refers to the new best, a resume
         # restarts from a state whose best is the previous one, which must still exist.

@@ -7,8 +7,9 @@ It resumes from the run's newest valid checkpoint (as the `train_model` task doe
 names where the process kills itself with SIGKILL; the hooks are monkeypatched in here, the
 production code has none:
 
-    ckpt:E      while writing the periodic checkpoint of epoch E: model.keras and state.json
-                are in the temporary folder, manifest.json is not written yet
+    ckpt:E      while writing the periodic checkpoint of epoch E (saved, or copied from the
+                best one of the same epoch): model.keras and state.json are in the temporary
+                folder, manifest.json is not written yet
     best:E      the same, for the best-model checkpoint of epoch E
     batch:E:B   in the middle of epoch E (1-based), after its batch B (0-based)
     after:E     right after the periodic checkpoint of epoch E is saved (before pruning,
@@ -51,17 +52,38 @@ def install_kill(spec: str) -> None:
                 die()
             return real_write(path, content)
 
+        # A periodic checkpoint of an epoch that also improved is a copy of the best one.
+        real_copy = checkpoint.shutil.copyfile
+
+        def copy(src, dst, *args, **kwargs):
+            dst = Path(dst)
+            if (
+                dst.name == checkpoint.MANIFEST_FILE
+                and dst.parent.name.startswith(f".epoch-{epoch:04d}.")
+                and dst.parent.parent.name == folder
+            ):
+                die()
+            return real_copy(src, dst, *args, **kwargs)
+
         checkpoint.atomic_write_text = write
+        checkpoint.shutil.copyfile = copy
     elif kind == "after":
         real_save = checkpoint.save_checkpoint
+        real_copy_checkpoint = checkpoint.copy_checkpoint
 
-        def save(model, dest: Path, manifest: dict, state: dict):
-            result = real_save(model, dest, manifest, state)
+        def after(result, dest: Path):
             if dest.parent.name == "checkpoints" and dest.name == f"epoch-{epoch:04d}":
                 die()
             return result
 
+        def save(model, dest: Path, manifest: dict, state: dict):
+            return after(real_save(model, dest, manifest, state), dest)
+
+        def copy_checkpoint(source, dest: Path):
+            return after(real_copy_checkpoint(source, dest), dest)
+
         checkpoint.save_checkpoint = save
+        checkpoint.copy_checkpoint = copy_checkpoint
     elif kind == "batch":
         batch = int(numbers[1])
 

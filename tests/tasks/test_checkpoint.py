@@ -324,3 +324,39 @@ def test_restoring_a_wrong_number_of_states_fails(model) -> None:
     # When / then restoring them into a model shaped otherwise fails clearly
     with pytest.raises(ValueError, match="random-generator states"):
         ckpt.restore_seed_generator_states(model, states[:1])
+
+
+def test_copy_checkpoint_gives_an_identical_verifiable_folder(model, tmp_path: Path) -> None:
+    # Given a best checkpoint of epoch 2
+    best = _save(model, tmp_path / "best", 2)
+
+    # When it is copied into the periodic checkpoints
+    copy = ckpt.copy_checkpoint(best, ckpt.checkpoint_dir(tmp_path / "checkpoints", 2))
+
+    # Then the copy verifies, holds the same bytes and leaves no temporary folder
+    assert ckpt.find_latest_checkpoint(tmp_path).epoch == 2
+    for name in (ckpt.MODEL_FILE, ckpt.STATE_FILE, ckpt.MANIFEST_FILE):
+        assert (copy.path / name).read_bytes() == (best.path / name).read_bytes()
+    assert _names(tmp_path / "checkpoints") == ["epoch-0002"]
+
+
+def test_a_copy_that_fails_midway_leaves_nothing(
+    model, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a best checkpoint and a disk that fails while the manifest is copied
+    best = _save(model, tmp_path / "best", 3)
+    real_copy = ckpt.shutil.copyfile
+
+    def failing_copy(src, dst, *args, **kwargs):
+        if Path(dst).name == ckpt.MANIFEST_FILE:
+            raise OSError("disk full")
+        return real_copy(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(ckpt.shutil, "copyfile", failing_copy)
+
+    # When the copy is attempted
+    with pytest.raises(OSError, match="disk full"):
+        ckpt.copy_checkpoint(best, ckpt.checkpoint_dir(tmp_path / "checkpoints", 3))
+
+    # Then no checkpoint folder, complete-looking or temporary, is left
+    assert _names(tmp_path / "checkpoints") == []
