@@ -77,15 +77,10 @@ def side(name: str, args: argparse.Namespace) -> dict:
     data = _data(config)
     from tasks import dataset
     from tasks.model import build_model
-    from tasks.train import setup_determinism, train
+    from tasks.train import load_training_splits, setup_determinism, train
 
     setup_determinism(config)
-    tr = dataset.load_split(
-        data.split_path("train"), config.sequence_length, config.max_reviews, config.seed
-    )
-    va = dataset.load_split(
-        data.split_path("validation"), config.sequence_length, config.max_reviews, config.seed
-    )
+    tr, va = load_training_splits(config, data)
     if name.startswith("pipeline"):
         times: list[float] = []
         last = [time.perf_counter()]

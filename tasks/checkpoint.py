@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tasks.atomic import atomic_write_text, file_sha256, fsync_dir, replace_dir
+from tasks.atomic import atomic_dir, atomic_write_text, file_sha256
 
 MODEL_FILE = "model.keras"
 STATE_FILE = "state.json"
@@ -75,40 +73,23 @@ def save_checkpoint(
     model: Any, dest: Path, manifest: dict[str, Any], state: dict[str, Any]
 ) -> Checkpoint:
     """Write model + state + manifest into `dest` atomically (replacing an older `dest`)."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
-    try:
+    with atomic_dir(dest) as tmp:
         model.save(tmp / MODEL_FILE)
         (tmp / STATE_FILE).write_text(json.dumps(state), encoding="utf-8")
-        files = {}
-        for name in (MODEL_FILE, STATE_FILE):
-            with (tmp / name).open("rb") as fh:
-                os.fsync(fh.fileno())
-            files[name] = {"sha256": file_sha256(tmp / name), "bytes": (tmp / name).stat().st_size}
+        files = {
+            name: {"sha256": file_sha256(tmp / name), "bytes": (tmp / name).stat().st_size}
+            for name in (MODEL_FILE, STATE_FILE)
+        }
         full = {**manifest, "files": files}
         atomic_write_text(tmp / MANIFEST_FILE, json.dumps(full, indent=2, default=float))
-        fsync_dir(tmp)
-        replace_dir(tmp, dest)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return Checkpoint(dest, full)
 
 
 def copy_checkpoint(source: Checkpoint, dest: Path) -> Checkpoint:
     """Copy a verified checkpoint folder to `dest`, atomically like `save_checkpoint`."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
-    try:
+    with atomic_dir(dest) as tmp:
         for name in (MODEL_FILE, STATE_FILE, MANIFEST_FILE):  # the manifest last
             shutil.copyfile(source.path / name, tmp / name)
-            with (tmp / name).open("rb") as fh:
-                os.fsync(fh.fileno())
-        fsync_dir(tmp)
-        replace_dir(tmp, dest)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return Checkpoint(dest, source.manifest)
 
 

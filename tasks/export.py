@@ -11,14 +11,12 @@ Loading the exported files (Keras 3.15):
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from tasks import text
-from tasks.atomic import fsync_dir, replace_dir
+from tasks.atomic import atomic_dir
 from tasks.config import PipelineConfig
 from tasks.tokenize import ProcessedData
 
@@ -55,9 +53,7 @@ def export(
     import keras
 
     dest = models_dir / run_id
-    models_dir.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{run_id}.", suffix=".tmp", dir=models_dir))
-    try:
+    with atomic_dir(dest) as tmp:
         shutil.copyfile(checkpoint_model, tmp / KERAS_FILE)
         model = keras.models.load_model(tmp / KERAS_FILE)
         model.save(tmp / H5_FILE)
@@ -73,14 +69,6 @@ def export(
         }
         (tmp / CARD_JSON).write_text(json.dumps(card, indent=2))
         (tmp / CARD_FILE).write_text(model_card(card))
-        for f in tmp.iterdir():
-            with f.open("rb") as fh:
-                os.fsync(fh.fileno())
-        fsync_dir(tmp)
-        replace_dir(tmp, dest)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return dest
 
 

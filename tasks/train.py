@@ -262,6 +262,18 @@ def new_tracker() -> dict[str, Any]:
     }
 
 
+def load_training_splits(config: PipelineConfig, data: ProcessedData) -> tuple[Any, Any]:
+    """The train and validation splits as the config truncates and caps them."""
+    from tasks import dataset
+
+    return tuple(
+        dataset.load_split(
+            data.split_path(name), config.sequence_length, config.max_reviews, config.seed
+        )
+        for name in ("train", "validation")
+    )
+
+
 def train(
     config: PipelineConfig,
     data: ProcessedData,
@@ -280,12 +292,7 @@ def train(
     strategy = make_strategy(config)
     chief = is_chief(strategy)
     setup_determinism(config)
-    train_split = dataset.load_split(
-        data.split_path("train"), config.sequence_length, config.max_reviews, config.seed
-    )
-    val_split = dataset.load_split(
-        data.split_path("validation"), config.sequence_length, config.max_reviews, config.seed
-    )
+    train_split, val_split = load_training_splits(config, data)
     steps = dataset.steps_per_epoch(len(train_split), config.batch_size)
     # Variables (weights, optimizer, dropout generators) are created, or loaded, as the
     # strategy's distributed variables; a checkpoint holds plain values, so a run resumes under

@@ -1,4 +1,4 @@
-"""Builds small archives in the official aclImdb layout for tests."""
+"""Builds small archives in the official aclImdb layout, and the tiny model config, for tests."""
 
 from __future__ import annotations
 
@@ -7,6 +7,9 @@ import random
 import tarfile
 from collections.abc import Iterable
 from pathlib import Path
+
+from tasks.config import PipelineConfig
+from tasks.tokenize import ProcessedData, TokenizeParams, tokenize_archive
 
 POSITIVE = ["great", "wonderful", "excellent", "loved", "brilliant", "moving", "superb"]
 NEGATIVE = ["awful", "boring", "terrible", "hated", "dull", "worst", "waste"]
@@ -57,3 +60,35 @@ def build_archive(
             info.size = len(members[name])
             tar.addfile(info, io.BytesIO(members[name]))
     return path
+
+
+TINY_MODEL = dict(
+    vocab_size=60,
+    validation_fraction=0.2,
+    sequence_length=40,
+    embedding_dim=8,
+    lstm_units=8,
+    bidirectional=False,
+    batch_size=16,
+    learning_rate=0.01,
+)
+
+
+def tiny_config(root: Path, **overrides) -> PipelineConfig:
+    """A tiny-model config with data/ and art/ under `root`; `overrides` win."""
+    return PipelineConfig(
+        **{
+            "source": "unused.tar.gz",
+            "data_dir": root / "data",
+            "artifacts_dir": root / "art",
+            **TINY_MODEL,
+            **overrides,
+        }
+    )
+
+
+def tokenize_small(archive: Path, root: Path) -> ProcessedData:
+    """`archive` tokenised into `root` with the tiny model's vocabulary and validation split."""
+    return tokenize_archive(
+        archive, "0" * 64, root, TokenizeParams(vocab_size=60, validation_fraction=0.2)
+    )

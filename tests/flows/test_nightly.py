@@ -10,22 +10,10 @@ import pytest
 from flows.pipeline import pipeline
 from tasks import champion
 from tasks.atomic import file_sha256
-from tasks.config import PipelineConfig
 from tasks.runs import read_run_info
+from tests.imdb_fixtures import tiny_config
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
-
-TINY = dict(
-    vocab_size=60,
-    validation_fraction=0.2,
-    sequence_length=40,
-    embedding_dim=8,
-    lstm_units=8,
-    bidirectional=False,
-    batch_size=16,
-    learning_rate=0.01,
-    epochs=1,
-)
 
 
 @pytest.fixture(autouse=True)
@@ -41,12 +29,8 @@ def names(folder: Path) -> list[str]:
 def test_nightly_runs_promote_the_champion_and_prune_all_but_it_and_the_newest(
     small_archive: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    config = PipelineConfig(
-        source=str(small_archive),
-        sha256=file_sha256(small_archive),
-        data_dir=tmp_path / "data",
-        artifacts_dir=tmp_path / "art",
-        **TINY,
+    config = tiny_config(
+        tmp_path, source=str(small_archive), sha256=file_sha256(small_archive), epochs=1
     )
     runs = config.artifacts_dir / "runs"
     models = config.artifacts_dir / "models"

@@ -13,19 +13,9 @@ from flows.pipeline import pipeline
 from tasks.atomic import file_sha256
 from tasks.config import PipelineConfig
 from tasks.predict import Predictor
+from tests.imdb_fixtures import TINY_MODEL, tiny_config
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
-
-TINY = dict(
-    vocab_size=60,
-    validation_fraction=0.2,
-    sequence_length=40,
-    embedding_dim=8,
-    lstm_units=8,
-    bidirectional=False,
-    batch_size=16,
-    learning_rate=0.01,
-)
 
 
 @pytest.fixture(autouse=True)
@@ -46,13 +36,12 @@ def finished(
 ) -> Finished:
     """One whole pipeline run (2 epochs of a tiny model) on the small archive."""
     tmp = tmp_path_factory.mktemp("pipeline")
-    config = PipelineConfig(
+    config = tiny_config(
+        tmp,
         source=str(small_archive),
         sha256=file_sha256(small_archive),
-        data_dir=tmp / "data",
         artifacts_dir=tmp / "artifacts",
         epochs=2,
-        **TINY,
     )
     return Finished(config, pipeline(config, run_id="run-1"))
 
@@ -114,7 +103,7 @@ def test_pipeline_refuses_to_reuse_a_run_folder(finished: Finished) -> None:
 def _train_argv(archive: Path, tmp_path: Path) -> list[str]:
     argv = ["train", "--source", str(archive), "--sha256", file_sha256(archive)]
     argv += ["--data-dir", str(tmp_path / "data"), "--artifacts-dir", str(tmp_path / "art")]
-    for key, value in TINY.items():
+    for key, value in TINY_MODEL.items():
         flag = "--" + key.replace("_", "-")
         if isinstance(value, bool):
             argv.append(flag if value else "--no-" + flag[2:])

@@ -18,20 +18,9 @@ from tasks.atomic import file_sha256
 from tasks.config import PipelineConfig
 from tasks.runs import RunError, create_run, read_run_info, update_run_info
 from tasks.tokenize import load_processed
+from tests.imdb_fixtures import tiny_config
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
-
-TINY = dict(
-    vocab_size=60,
-    validation_fraction=0.2,
-    sequence_length=40,
-    embedding_dim=8,
-    lstm_units=8,
-    bidirectional=False,
-    batch_size=16,
-    learning_rate=0.01,
-    early_stopping=False,
-)
 
 
 @pytest.fixture(autouse=True)
@@ -65,13 +54,13 @@ class Finished:
 @pytest.fixture(scope="module")
 def finished(small_archive: Path, tmp_path_factory: pytest.TempPathFactory) -> Finished:
     tmp = tmp_path_factory.mktemp("resume")
-    config = PipelineConfig(
+    config = tiny_config(
+        tmp,
         source=str(small_archive),
         sha256=file_sha256(small_archive),
-        data_dir=tmp / "data",
         artifacts_dir=tmp / "artifacts",
         epochs=2,
-        **TINY,
+        early_stopping=False,
     )
     return Finished(config, pipeline(config, run_id="done"))
 

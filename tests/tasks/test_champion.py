@@ -11,8 +11,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from tasks import champion
-from tasks.config import PipelineConfig
-from tasks.tokenize import ProcessedData, TokenizeParams, tokenize_archive
+from tasks.tokenize import ProcessedData
+from tests.imdb_fixtures import tiny_config, tokenize_small
 
 
 def fake_export(models_dir: Path, name: str) -> Path:
@@ -134,25 +134,8 @@ def test_a_real_better_model_is_promoted_and_a_worse_one_is_not(
 
     # Given the small archive tokenised, and two exports of the same tiny architecture:
     # one untrained, one trained for 4 epochs
-    data: ProcessedData = tokenize_archive(
-        small_archive, "0" * 64, tmp_path / "processed", TokenizeParams(60, 0.2)
-    )
-    config = PipelineConfig(
-        source="unused.tar.gz",
-        data_dir=tmp_path / "data",
-        artifacts_dir=tmp_path / "art",
-        vocab_size=60,
-        validation_fraction=0.2,
-        sequence_length=40,
-        embedding_dim=8,
-        lstm_units=8,
-        bidirectional=False,
-        batch_size=16,
-        learning_rate=0.01,
-        epochs=4,
-        dropout=0.0,
-        early_stopping=False,
-    )
+    data: ProcessedData = tokenize_small(small_archive, tmp_path / "processed")
+    config = tiny_config(tmp_path, epochs=4, dropout=0.0, early_stopping=False)
     models = tmp_path / "models"
     metrics = dict.fromkeys(("accuracy", "precision", "recall", "f1", "roc_auc", "loss"), 0.5)
     metrics["examples"] = 80

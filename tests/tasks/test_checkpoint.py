@@ -12,23 +12,13 @@ import pytest
 
 from tasks import checkpoint as ckpt
 from tasks.config import PipelineConfig
+from tests.imdb_fixtures import tiny_config
 
 
 def _config(**overrides) -> PipelineConfig:
-    settings = dict(
-        source="unused.tar.gz",
-        vocab_size=60,
-        sequence_length=40,
-        embedding_dim=8,
-        lstm_units=8,
-        bidirectional=False,
-        batch_size=16,
-        epochs=3,
-        learning_rate=0.01,
-        dropout=0.5,
-        embedding_dropout=0.3,
-    )
-    return PipelineConfig(**{**settings, **overrides})
+    # Only builds models: the paths and validation_fraction tiny_config adds are never used.
+    settings = dict(epochs=3, dropout=0.5, embedding_dropout=0.3)
+    return tiny_config(Path(), **{**settings, **overrides})
 
 
 @pytest.fixture(scope="module")
@@ -258,7 +248,7 @@ def test_a_save_that_fails_at_the_rename_leaves_the_old_set(
             raise OSError("killed")
         return real_rename(src, dst, *args, **kwargs)
 
-    monkeypatch.setattr(ckpt.os, "rename", failing_rename)
+    monkeypatch.setattr(os, "rename", failing_rename)
 
     # When epoch 3 is saved, and when epoch 2 is saved again (a re-run after a resume)
     with pytest.raises(OSError, match="killed"):

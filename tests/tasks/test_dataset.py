@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tasks import dataset
-from tasks.tokenize import TokenizeParams, tokenize_archive
+from tests.imdb_fixtures import tokenize_small
 
 
 def _write_split(path: Path, sequences: list[list[int]], labels: list[int]) -> Path:
@@ -40,10 +40,7 @@ def varied_split_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def tokenized(small_archive: Path, tmp_path_factory: pytest.TempPathFactory):
-    root = tmp_path_factory.mktemp("processed")
-    return tokenize_archive(
-        small_archive, "0" * 64, root, TokenizeParams(vocab_size=60, validation_fraction=0.2)
-    )
+    return tokenize_small(small_archive, tmp_path_factory.mktemp("processed"))
 
 
 def _rows(split: dataset.Split) -> list[list[int]]:

@@ -22,7 +22,8 @@ from tasks import checkpoint as ckpt
 from tasks import dataset
 from tasks import train as train_mod
 from tasks.config import ConfigError, PipelineConfig, load_config
-from tasks.tokenize import ProcessedData, TokenizeParams, tokenize_archive
+from tasks.tokenize import ProcessedData
+from tests.imdb_fixtures import tiny_config, tokenize_small
 
 ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT = 120  # seconds per child; a tiny run takes ~10 s
@@ -31,32 +32,18 @@ TIMEOUT = 120  # seconds per child; a tiny run takes ~10 s
 @pytest.fixture(scope="module")
 def data(small_archive: Path, tmp_path_factory: pytest.TempPathFactory) -> ProcessedData:
     """The small archive tokenised once for the module (64 train, 16 validation reviews)."""
-    root = tmp_path_factory.mktemp("processed")
-    return tokenize_archive(
-        small_archive, "0" * 64, root, TokenizeParams(vocab_size=60, validation_fraction=0.2)
-    )
+    return tokenize_small(small_archive, tmp_path_factory.mktemp("processed"))
 
 
 def _config(tmp_path: Path, **overrides) -> PipelineConfig:
     settings = dict(
-        source="unused.tar.gz",
-        data_dir=tmp_path / "data",
-        artifacts_dir=tmp_path / "art",
-        vocab_size=60,
-        validation_fraction=0.2,
-        sequence_length=40,
-        embedding_dim=8,
-        lstm_units=8,
-        bidirectional=False,
-        batch_size=16,
-        learning_rate=0.01,
         dropout=0.3,
         embedding_dropout=0.2,
         early_stopping=False,
         checkpoint_every=1,
         keep_checkpoints=10,
     )
-    return PipelineConfig(**{**settings, **overrides})
+    return tiny_config(tmp_path, **{**settings, **overrides})
 
 
 @dataclass(frozen=True)

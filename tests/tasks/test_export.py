@@ -21,8 +21,8 @@ from tasks import evaluate, export
 from tasks import train as train_mod
 from tasks.config import PipelineConfig
 from tasks.predict import Predictor, read_texts
-from tasks.tokenize import ProcessedData, TokenizeParams, tokenize_archive
-from tests.imdb_fixtures import NEGATIVE, POSITIVE
+from tasks.tokenize import ProcessedData
+from tests.imdb_fixtures import NEGATIVE, POSITIVE, tiny_config, tokenize_small
 
 # --- binary_metrics and roc_auc ----------------------------------------------------------
 
@@ -104,22 +104,8 @@ def exported(small_archive: Path, tmp_path_factory: pytest.TempPathFactory) -> E
     import keras
 
     tmp = tmp_path_factory.mktemp("export")
-    data = tokenize_archive(small_archive, "0" * 64, tmp / "processed", TokenizeParams(60, 0.2, 42))
-    config = PipelineConfig(
-        source=str(small_archive),
-        data_dir=tmp / "data",
-        artifacts_dir=tmp / "art",
-        vocab_size=60,
-        validation_fraction=0.2,
-        sequence_length=40,
-        embedding_dim=8,
-        lstm_units=8,
-        bidirectional=False,
-        batch_size=16,
-        epochs=8,
-        learning_rate=0.01,
-        early_stopping=False,
-    )
+    data = tokenize_small(small_archive, tmp / "processed")
+    config = tiny_config(tmp, source=str(small_archive), epochs=8, early_stopping=False)
     run_dir = tmp / "art" / "runs" / "run-1"
     run_dir.mkdir(parents=True)
     train_mod.train(config, data, run_dir)
@@ -278,7 +264,7 @@ def test_reexport_replaces_the_folder_and_a_failed_one_keeps_it(
             raise OSError("killed")
         return real_rename(src, dst, *args, **kwargs)
 
-    monkeypatch.setattr(export.os, "rename", failing_rename)
+    monkeypatch.setattr(os, "rename", failing_rename)
     with pytest.raises(OSError, match="killed"):
         run_export({**exported.metrics, "accuracy": 0.5})
 

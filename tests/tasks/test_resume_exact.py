@@ -25,7 +25,8 @@ import pytest
 from tasks import checkpoint as ckpt
 from tasks import train as train_mod
 from tasks.config import PipelineConfig
-from tasks.tokenize import ProcessedData, TokenizeParams, tokenize_archive
+from tasks.tokenize import ProcessedData
+from tests.imdb_fixtures import tiny_config, tokenize_small
 
 ROOT = Path(__file__).resolve().parents[2]
 EPOCHS = 4
@@ -43,24 +44,9 @@ class Setup:
 def setup(small_archive: Path, tmp_path_factory: pytest.TempPathFactory) -> Setup:
     """Tiny tokenised data and a dropout-heavy tiny config whose every epoch improves."""
     root = tmp_path_factory.mktemp("resume-exact")
-    data = tokenize_archive(
-        small_archive,
-        "0" * 64,
-        root / "processed",
-        TokenizeParams(vocab_size=60, validation_fraction=0.2),
-    )
-    config = PipelineConfig(
-        source="unused.tar.gz",
-        data_dir=root / "data",
-        artifacts_dir=root / "art",
-        vocab_size=60,
-        validation_fraction=0.2,
-        sequence_length=40,
-        embedding_dim=8,
-        lstm_units=8,
-        bidirectional=False,
-        batch_size=16,
-        learning_rate=0.01,
+    data = tokenize_small(small_archive, root / "processed")
+    config = tiny_config(
+        root,
         epochs=EPOCHS,
         deterministic=True,
         dropout=0.3,

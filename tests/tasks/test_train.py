@@ -15,35 +15,18 @@ from tasks import dataset
 from tasks import train as train_mod
 from tasks.atomic import file_sha256
 from tasks.config import PipelineConfig
-from tasks.tokenize import ProcessedData, TokenizeParams, tokenize_archive
+from tasks.tokenize import ProcessedData
+from tests.imdb_fixtures import tiny_config, tokenize_small
 
 
 @pytest.fixture(scope="module")
 def data(small_archive: Path, tmp_path_factory: pytest.TempPathFactory) -> ProcessedData:
     """The small archive tokenised once for the module (64 train, 16 validation reviews)."""
-    root = tmp_path_factory.mktemp("processed")
-    return tokenize_archive(
-        small_archive, "0" * 64, root, TokenizeParams(vocab_size=60, validation_fraction=0.2)
-    )
+    return tokenize_small(small_archive, tmp_path_factory.mktemp("processed"))
 
 
 def _config(tmp_path: Path, **overrides) -> PipelineConfig:
-    settings = dict(
-        source="unused.tar.gz",
-        data_dir=tmp_path / "data",
-        artifacts_dir=tmp_path / "art",
-        vocab_size=60,
-        validation_fraction=0.2,
-        sequence_length=40,
-        embedding_dim=8,
-        lstm_units=8,
-        bidirectional=False,
-        batch_size=16,
-        epochs=3,
-        learning_rate=0.01,
-        early_stopping=False,
-    )
-    return PipelineConfig(**{**settings, **overrides})
+    return tiny_config(tmp_path, **{"epochs": 3, "early_stopping": False, **overrides})
 
 
 def _read_history(run_dir: Path) -> list[dict[str, str]]:
