@@ -16,6 +16,13 @@ REAL_ARCHIVE = Path(__file__).resolve().parents[1].parent / "shared" / "imdb" / 
 REAL_SHA256 = "c9c64a8c8c2c9012e75cd4de5d427bb34cd7bd4ce4a791eaf2543cf24ee217f5"
 
 
+@pytest.fixture(autouse=True)
+def no_source_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests never pick up a user's IMDB_SOURCE / IMDB_SHA256 (tests that need them set them)."""
+    monkeypatch.delenv("IMDB_SOURCE", raising=False)
+    monkeypatch.delenv("IMDB_SHA256", raising=False)
+
+
 @pytest.fixture(scope="session")
 def small_archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """40 reviews in each labelled folder, 4 reviews per movie."""

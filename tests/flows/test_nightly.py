@@ -16,12 +16,6 @@ from tests.imdb_fixtures import tiny_config
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
 
-@pytest.fixture(autouse=True)
-def no_source_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("IMDB_SOURCE", raising=False)
-    monkeypatch.delenv("IMDB_SHA256", raising=False)
-
-
 def names(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir())
 

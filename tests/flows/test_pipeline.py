@@ -18,12 +18,6 @@ from tests.imdb_fixtures import TINY_MODEL, tiny_config
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
 
-@pytest.fixture(autouse=True)
-def no_source_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("IMDB_SOURCE", raising=False)
-    monkeypatch.delenv("IMDB_SHA256", raising=False)
-
-
 @dataclass
 class Finished:
     config: PipelineConfig

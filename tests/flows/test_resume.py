@@ -23,12 +23,6 @@ from tests.imdb_fixtures import tiny_config
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
 
-@pytest.fixture(autouse=True)
-def no_source_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("IMDB_SOURCE", raising=False)
-    monkeypatch.delenv("IMDB_SHA256", raising=False)
-
-
 @dataclass
 class Finished:
     """A completed 2-epoch pipeline run "done"; tests work on copies of its artifacts."""
