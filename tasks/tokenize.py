@@ -108,21 +108,19 @@ class RawReviews:
     split: list[str]
     label: np.ndarray
     rating: np.ndarray
-    body: list[bytes]
     movie_id: list[str | None]
     arrival: np.ndarray  # canonical row i was the arrival[i]-th review read
 
 
 def read_reviews(
-    archive: Path, on_chunk: Callable[[list[bytes]], None] | None = None, chunk: int = 1024
+    archive: Path, on_chunk: Callable[[list[bytes]], None], chunk: int = 1024
 ) -> RawReviews:
     """Stream the labelled train/test reviews (and their movie urls) out of the archive.
 
-    With `on_chunk`, review bodies are handed over `chunk` at a time in archive order as they
-    are read (so work on them overlaps reading), and `RawReviews.body` stays empty;
-    `RawReviews.arrival` maps the canonical order back to that archive order.
+    Review bodies go to `on_chunk`, `chunk` at a time in archive order, as they are read (so
+    work on them overlaps reading); `RawReviews.arrival` maps the canonical order back to it.
     """
-    found: list[tuple[str, int, int, int, bytes]] = []
+    found: list[tuple[str, bool, int, int]] = []
     pending: list[bytes] = []
     urls: dict[tuple[str, str], list[bytes]] = {}
     seen_dirs: set[str] = set()
@@ -136,19 +134,18 @@ def read_reviews(
             if m:
                 split, folder, rid, rating = m.groups()
                 seen_dirs.add(f"aclImdb/{split}/{folder}/")
-                found.append((split, folder == "pos", int(rid), int(rating), data))
-                if on_chunk is not None:
-                    pending.append(data)
-                    if len(pending) == chunk:
-                        on_chunk(pending)
-                        pending = []
+                found.append((split, folder == "pos", int(rid), int(rating)))
+                pending.append(data)
+                if len(pending) == chunk:
+                    on_chunk(pending)
+                    pending = []
             else:
                 u = _URLS.match(name)
                 assert u is not None
                 urls[(u.group(1), u.group(2))] = data.splitlines()
     except ArchiveError as exc:
         raise DataError(str(exc)) from exc
-    if on_chunk is not None and pending:
+    if pending:
         on_chunk(pending)
     missing = [d for d in _REQUIRED if d not in seen_dirs]
     if missing:
@@ -165,7 +162,7 @@ def read_reviews(
     arrival = sorted(range(len(found)), key=lambda i: (found[i][0] != "train", *found[i][1:3]))
     found = [found[i] for i in arrival]
     movie_ids: list[str | None] = []
-    for split, positive, rid, _, _ in found:
+    for split, positive, rid, _ in found:
         lines = urls.get((split, "pos" if positive else "neg"), [])
         movie = _MOVIE.search(lines[rid].decode("ascii", "replace")) if rid < len(lines) else None
         if movie is None and split == "train":
@@ -178,7 +175,6 @@ def read_reviews(
         split=[r[0] for r in found],
         label=np.fromiter((r[1] for r in found), dtype=np.int8, count=len(found)),
         rating=np.fromiter((r[3] for r in found), dtype=np.int8, count=len(found)),
-        body=[] if on_chunk is not None else [r[4] for r in found],
         movie_id=movie_ids,
         arrival=np.array(arrival, dtype=np.int64),
     )
