@@ -11,7 +11,7 @@ from prefect.runtime import flow_run
 
 from flows.pipeline import finish_run
 from flows.prepare import prepare_data
-from tasks.checkpoint import find_latest_checkpoint
+from tasks.checkpoint import Checkpoint, find_latest_checkpoint
 from tasks.config import PipelineConfig
 from tasks.runs import RunError, find_run, read_run_info, update_run_info
 
@@ -65,11 +65,11 @@ def resume(
     try:
         config = PipelineConfig(**{**info["config"], **overrides})
         data = prepare_data(config)
-        check_compatible(run_dir, info, config, data.fingerprint)
+        latest = find_latest_checkpoint(run_dir)
+        check_compatible(run_dir, info, config, data.fingerprint, latest)
     except BaseException:
         update_run_info(run_dir, status="failed")  # refused or crashed: nothing runs it now
         raise
-    latest = find_latest_checkpoint(run_dir)
     if latest is None:
         logger.warning(
             "run %s has no valid checkpoint yet: training starts at epoch 0", run_dir.name
@@ -103,14 +103,15 @@ def artifacts_dir_of(flow_run_id: str) -> Path:
     return Path(config.get("artifacts_dir") or DEFAULT_ARTIFACTS)
 
 
-def check_compatible(run_dir: Path, info: dict, config: PipelineConfig, fingerprint: str) -> None:
+def check_compatible(
+    run_dir: Path, info: dict, config: PipelineConfig, fingerprint: str, latest: Checkpoint | None
+) -> None:
     """Refuse to continue a run with other settings or data than it started with."""
     if info.get("data_fingerprint") != fingerprint:
         raise RunError(
             f"run {run_dir.name} was trained on data {info.get('data_fingerprint')}, but the "
             f"archive and settings now give {fingerprint}: start a new run instead"
         )
-    latest = find_latest_checkpoint(run_dir)
     if latest is None:
         return
     written_with = latest.manifest.get("config_digest")

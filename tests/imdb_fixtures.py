@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import io
+import os
 import random
 import tarfile
 from collections.abc import Iterable
 from pathlib import Path
 
+from tasks.atomic import file_sha256
 from tasks.config import PipelineConfig
 from tasks.tokenize import ProcessedData, TokenizeParams, tokenize_archive
 
@@ -92,3 +94,26 @@ def tokenize_small(archive: Path, root: Path) -> ProcessedData:
     return tokenize_archive(
         archive, "0" * 64, root, TokenizeParams(vocab_size=60, validation_fraction=0.2)
     )
+
+
+def pipeline_config(archive: Path, root: Path, **overrides) -> PipelineConfig:
+    """A tiny 2-epoch config for a whole pipeline run on `archive` (pinned by its sha256)."""
+    settings = {
+        "source": str(archive),
+        "sha256": file_sha256(archive),
+        "artifacts_dir": root / "artifacts",
+        "epochs": 2,
+    }
+    return tiny_config(root, **{**settings, **overrides})
+
+
+def fail_temp_folder_renames(monkeypatch) -> None:
+    """Make every rename of a finished `*.tmp` folder fail, as a kill at that moment would."""
+    real_rename = os.rename
+
+    def failing_rename(src, dst, *args, **kwargs):
+        if Path(src).name.endswith(".tmp"):
+            raise OSError("killed")
+        return real_rename(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "rename", failing_rename)

@@ -13,7 +13,7 @@ from flows.pipeline import pipeline
 from tasks.atomic import file_sha256
 from tasks.config import PipelineConfig
 from tasks.predict import Predictor
-from tests.imdb_fixtures import TINY_MODEL, tiny_config
+from tests.imdb_fixtures import TINY_MODEL, pipeline_config
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
@@ -30,13 +30,7 @@ def finished(
 ) -> Finished:
     """One whole pipeline run (2 epochs of a tiny model) on the small archive."""
     tmp = tmp_path_factory.mktemp("pipeline")
-    config = tiny_config(
-        tmp,
-        source=str(small_archive),
-        sha256=file_sha256(small_archive),
-        artifacts_dir=tmp / "artifacts",
-        epochs=2,
-    )
+    config = pipeline_config(small_archive, tmp)
     return Finished(config, pipeline(config, run_id="run-1"))
 
 

@@ -14,11 +14,10 @@ from flows.cli import main
 from flows.pipeline import pipeline
 from flows.resume import resume
 from tasks import checkpoint as ckpt
-from tasks.atomic import file_sha256
 from tasks.config import PipelineConfig
 from tasks.runs import RunError, create_run, read_run_info, update_run_info
 from tasks.tokenize import load_processed
-from tests.imdb_fixtures import tiny_config
+from tests.imdb_fixtures import pipeline_config
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
@@ -48,14 +47,7 @@ class Finished:
 @pytest.fixture(scope="module")
 def finished(small_archive: Path, tmp_path_factory: pytest.TempPathFactory) -> Finished:
     tmp = tmp_path_factory.mktemp("resume")
-    config = tiny_config(
-        tmp,
-        source=str(small_archive),
-        sha256=file_sha256(small_archive),
-        artifacts_dir=tmp / "artifacts",
-        epochs=2,
-        early_stopping=False,
-    )
+    config = pipeline_config(small_archive, tmp, early_stopping=False)
     return Finished(config, pipeline(config, run_id="done"))
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from tasks import checkpoint as ckpt
 from tasks.config import PipelineConfig
-from tests.imdb_fixtures import tiny_config
+from tests.imdb_fixtures import fail_temp_folder_renames, tiny_config
 
 
 def _config(**overrides) -> PipelineConfig:
@@ -241,14 +241,7 @@ def test_a_save_that_fails_at_the_rename_leaves_the_old_set(
     before = {c.path.name: c.manifest for c in (_save(model, folder, e) for e in (1, 2))}
 
     # And a rename of the finished temporary folder that fails
-    real_rename = os.rename
-
-    def failing_rename(src, dst, *args, **kwargs):
-        if Path(src).name.endswith(".tmp"):
-            raise OSError("killed")
-        return real_rename(src, dst, *args, **kwargs)
-
-    monkeypatch.setattr(os, "rename", failing_rename)
+    fail_temp_folder_renames(monkeypatch)
 
     # When epoch 3 is saved, and when epoch 2 is saved again (a re-run after a resume)
     with pytest.raises(OSError, match="killed"):

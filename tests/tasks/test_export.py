@@ -22,7 +22,13 @@ from tasks import train as train_mod
 from tasks.config import PipelineConfig
 from tasks.predict import Predictor, read_texts
 from tasks.tokenize import ProcessedData
-from tests.imdb_fixtures import NEGATIVE, POSITIVE, tiny_config, tokenize_small
+from tests.imdb_fixtures import (
+    NEGATIVE,
+    POSITIVE,
+    fail_temp_folder_renames,
+    tiny_config,
+    tokenize_small,
+)
 
 # --- binary_metrics and roc_auc ----------------------------------------------------------
 
@@ -257,14 +263,7 @@ def test_reexport_replaces_the_folder_and_a_failed_one_keeps_it(
     assert sorted(p.name for p in models.iterdir()) == ["run-x"]
 
     # When a third export dies as it renames its finished folder into place
-    real_rename = os.rename
-
-    def failing_rename(src, dst, *args, **kwargs):
-        if Path(src).name.endswith(".tmp"):
-            raise OSError("killed")
-        return real_rename(src, dst, *args, **kwargs)
-
-    monkeypatch.setattr(os, "rename", failing_rename)
+    fail_temp_folder_renames(monkeypatch)
     with pytest.raises(OSError, match="killed"):
         run_export({**exported.metrics, "accuracy": 0.5})
 
