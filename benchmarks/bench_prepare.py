@@ -64,6 +64,7 @@ def reference() -> dict:
 
 def pipeline() -> dict:
     """The pipeline's pure tokenize step, archive to parquet in a temporary folder."""
+    # Imports happen before the clock on both sides (the reference imports keras first).
     from tasks.tokenize import TokenizeParams, tokenize_archive
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -1,8 +1,8 @@
 """Streaming reader for gzip-compressed tar archives.
 
 `tarfile` spends most of its time building TarInfo objects for the 100k members of the IMDB
-archive; this reader parses the 512-byte headers directly from a zlib stream, so only the
-members the caller wants are copied and nothing is ever extracted to disk.
+archive; this reader walks the 512-byte headers directly in the decompressed stream, so only
+the members the caller wants are copied and nothing is ever extracted to disk.
 """
 
 from __future__ import annotations
@@ -13,35 +13,39 @@ import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+try:  # ISA-L inflates about 3x faster than zlib; same format, same checks
+    from isal import isal_zlib as _inflate_lib
+except ImportError:  # pragma: no cover - isal is a dependency, zlib the fallback
+    _inflate_lib = zlib
+
 _BLOCK = 512
+_ZERO_BLOCK = bytes(_BLOCK)
 _READ_SIZE = 1 << 20
-_REGULAR = (b"0", b"\0", b"7")
+_REGULAR = (ord("0"), 0, ord("7"))
+_LONG_NAME, _PAX = ord("L"), ord("x")
 
 
 class ArchiveError(ValueError):
     """The archive is not a readable gzip tar (truncated, corrupt or of another format)."""
 
 
-class _Stream:
-    """Decompressed bytes of a gzip file, read forward on demand.
+class _Inflater:
+    """Decompressed chunks of a gzip file, inflated ahead by a background thread.
 
-    A background thread inflates the file (zlib releases the GIL) while the caller parses
-    headers, so decompression and parsing overlap on two cores.
+    Inflating releases the GIL, so decompression and header parsing overlap on two cores.
     """
 
     def __init__(self, path: Path) -> None:
+        self.path = path
         self._file = path.open("rb")
-        self._buf = bytearray()
-        self._pos = 0
-        self._eof = False
         self._chunks: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=16)
         self._stop = threading.Event()
-        self.path = path
-        self._thread = threading.Thread(target=self._inflate, name="gunzip", daemon=True)
+        self._done = False
+        self._thread = threading.Thread(target=self._run, name="gunzip", daemon=True)
         self._thread.start()
 
-    def _inflate(self) -> None:
-        inflater = zlib.decompressobj(wbits=31)  # 31: expect a gzip header and trailer
+    def _run(self) -> None:
+        inflater = _inflate_lib.decompressobj(31)  # 31: expect a gzip header and trailer
         try:
             first = True
             while not inflater.eof:
@@ -55,7 +59,7 @@ class _Stream:
                 first = False
                 try:
                     data = inflater.decompress(chunk)
-                except zlib.error as exc:
+                except _inflate_lib.error as exc:
                     raise ArchiveError(f"{self.path}: archive is corrupt ({exc})") from exc
                 if data and not self._put(data):
                     return
@@ -72,51 +76,50 @@ class _Stream:
                 continue
         return False
 
+    def next(self) -> bytes | None:
+        """The next decompressed chunk, None at the end of the gzip stream."""
+        if self._done:
+            return None
+        item = self._chunks.get()
+        if item is None or isinstance(item, BaseException):
+            self._done = True
+            if item is not None:
+                raise item
+        return item
+
+    def drain(self) -> None:
+        """Read to the end so the gzip trailer's CRC and length are checked."""
+        while self.next() is not None:
+            pass
+
     def close(self) -> None:
         self._stop.set()
         self._thread.join()
         self._file.close()
 
-    def _fill(self, n: int) -> bool:
-        """Make at least `n` bytes available; False if the stream ends first."""
-        while len(self._buf) - self._pos < n:
-            if self._eof:
-                return False
-            item = self._chunks.get()
-            if item is None:
-                self._eof = True
-                return False
-            if isinstance(item, BaseException):
-                self._eof = True
-                raise item
-            if self._pos > _READ_SIZE * 4:  # drop consumed bytes so memory stays bounded
-                del self._buf[: self._pos]
-                self._pos = 0
-            self._buf += item
-        return True
 
-    def read(self, n: int) -> bytes | None:
-        if not self._fill(n):
+def _ensure(source: _Inflater, buf: bytes, pos: int, n: int) -> tuple[bytes, int] | None:
+    """A buffer and offset with `n` bytes available from stream position `pos` of `buf`.
+
+    `pos` may lie beyond `buf` (a skipped member); None if the stream ends first.
+    """
+    while pos >= len(buf):
+        pos -= len(buf)
+        nxt = source.next()
+        if nxt is None:
             return None
-        out = bytes(self._buf[self._pos : self._pos + n])
-        self._pos += n
-        return out
-
-    def drain(self) -> None:
-        """Read to the end so the gzip trailer's CRC and length are checked."""
-        while not self._eof:
-            self._pos = len(self._buf)
-            self._fill(1)
-
-    def skip(self, n: int) -> bool:
-        if not self._fill(n):
-            return False
-        self._pos += n
-        return True
-
-
-def _field(header: bytes, start: int, end: int) -> bytes:
-    return header[start:end].split(b"\0", 1)[0]
+        buf = nxt
+    if len(buf) - pos >= n:
+        return buf, pos
+    parts = [buf[pos:]]
+    have = len(parts[0])
+    while have < n:
+        nxt = source.next()
+        if nxt is None:
+            return None
+        parts.append(nxt)
+        have += len(nxt)
+    return b"".join(parts), 0
 
 
 def _size(header: bytes) -> int:
@@ -125,6 +128,10 @@ def _size(header: bytes) -> int:
         return int.from_bytes(raw[1:], "big")
     text = raw.split(b"\0", 1)[0].strip()
     return int(text, 8) if text else 0
+
+
+def _field(header: bytes, start: int, end: int) -> bytes:
+    return header[start:end].split(b"\0", 1)[0]
 
 
 def _pax_path(data: bytes) -> str | None:
@@ -145,18 +152,21 @@ def _pax_path(data: bytes) -> str | None:
 
 def iter_members(path: Path, want: Callable[[str], bool]) -> Iterator[tuple[str, bytes]]:
     """Yield (name, content) of the regular files in a .tar.gz whose name `want` accepts."""
-    stream = _Stream(path)
+    source = _Inflater(path)
     try:
+        buf, pos = b"", 0
         first = True
         long_name: str | None = None
         while True:
-            header = stream.read(_BLOCK)
-            if header is None:
+            got = _ensure(source, buf, pos, _BLOCK)
+            if got is None:
                 if first:
                     raise ArchiveError(f"{path}: is not a tar archive")
                 raise ArchiveError(f"{path}: archive is truncated (no end-of-archive marker)")
-            if header.count(0) == _BLOCK:  # end-of-archive marker
-                stream.drain()
+            buf, pos = got
+            header = buf[pos : pos + _BLOCK]
+            if header == _ZERO_BLOCK:  # end-of-archive marker
+                source.drain()
                 return
             if header[257:262] != b"ustar":
                 where = "is not a tar archive" if first else "has a damaged tar header"
@@ -166,17 +176,20 @@ def iter_members(path: Path, want: Callable[[str], bool]) -> Iterator[tuple[str,
                 size = _size(header)
             except ValueError as exc:
                 raise ArchiveError(f"{path}: has a damaged tar header") from exc
+            pos += _BLOCK
             padded = (size + _BLOCK - 1) // _BLOCK * _BLOCK
-            kind = header[156:157]
-            if kind in (b"L", b"x"):  # GNU long name / pax header: names the next member
-                data = stream.read(padded)
-                if data is None:
+            kind = header[156]
+            if kind in (_LONG_NAME, _PAX):  # GNU long name / pax header: names the next member
+                got = _ensure(source, buf, pos, padded)
+                if got is None:
                     raise ArchiveError(f"{path}: archive is truncated")
-                data = data[:size]
+                buf, pos = got
+                data = buf[pos : pos + size]
+                pos += padded
                 try:
                     long_name = (
                         data.rstrip(b"\0").decode("utf-8", "surrogateescape")
-                        if kind == b"L"
+                        if kind == _LONG_NAME
                         else _pax_path(data) or long_name
                     )
                 except ValueError as exc:
@@ -185,15 +198,17 @@ def iter_members(path: Path, want: Callable[[str], bool]) -> Iterator[tuple[str,
             name = long_name
             long_name = None
             if name is None:
-                prefix = _field(header, 345, 500)
                 raw = _field(header, 0, 100)
+                prefix = _field(header, 345, 500) if header[345] else b""
                 name = (prefix + b"/" + raw if prefix else raw).decode("utf-8", "surrogateescape")
             if kind in _REGULAR and want(name):
-                data = stream.read(padded)
-                if data is None:
+                got = _ensure(source, buf, pos, padded)
+                if got is None:
                     raise ArchiveError(f"{path}: archive is truncated inside {name}")
-                yield name, data[:size]
-            elif not stream.skip(padded):
-                raise ArchiveError(f"{path}: archive is truncated inside {name}")
+                buf, pos = got
+                yield name, buf[pos : pos + size]
+            # A skipped member is passed over without copying; `pos` may now lie past `buf`,
+            # and the next header read notices if the stream ends inside the member.
+            pos += padded
     finally:
-        stream.close()
+        source.close()

@@ -17,6 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+# pyarrow imports pandas lazily on its first pa.array(); without this, that 0.3 s import would
+# happen in a tokenising thread, holding the GIL while the archive is being read.
+import pandas  # noqa: F401
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -24,6 +28,7 @@ import pyarrow.parquet as pq
 from tasks import text
 from tasks.archive import ArchiveError, iter_members
 from tasks.atomic import atomic_write_text, file_sha256, fsync_dir
+from tasks.memory import reuse_freed_memory
 
 SPLITS = ("train", "validation", "test")
 _REVIEW = re.compile(r"^aclImdb/(train|test)/(pos|neg)/(\d+)_(\d+)\.txt$")
@@ -200,7 +205,7 @@ def assign_validation(movie_ids: list[str], fraction: float, seed: int) -> np.nd
 
 
 def _table(
-    raw: RawReviews, idx: np.ndarray, split: str, texts: pa.Array, ids: pa.Array
+    raw: RawReviews, idx: np.ndarray, split: str, texts: pa.ChunkedArray, ids: pa.ChunkedArray
 ) -> pa.Table:
     # texts and ids are in archive (arrival) order; idx is in canonical order.
     take = pa.array(raw.arrival[idx])
@@ -279,7 +284,20 @@ def tokenize_archive(
     if existing is not None:
         progress(f"reusing tokenised data {final}")
         return existing
+    with reuse_freed_memory():  # the chunks make many large short-lived temporaries
+        return _build(archive, source_sha256, final, params, progress, submit)
 
+
+def _build(
+    archive: Path,
+    source_sha256: str,
+    final: Path,
+    params: TokenizeParams,
+    progress: Callable[[str], None],
+    submit: Callable[[list[bytes]], Any] | None,
+) -> ProcessedData:
+    """Tokenise the archive into `final` (see `tokenize_archive`)."""
+    fp, processed_root = final.name, final.parent
     t0 = time.perf_counter()
     # Decoding and tokenising run in worker threads (or wherever `submit` sends them) while the
     # archive is still being read.
@@ -317,10 +335,13 @@ def tokenize_archive(
     )
     if len(vocabulary) < params.vocab_size:
         progress(f"training text has only {len(vocabulary) - 2:,} distinct tokens")
-    # Kept in archive order: each split's table takes its rows once, at the end.
+    # Kept in archive order, chunk by chunk: each split's table takes its rows once, at the end
+    # (a take from the chunks, without concatenating them first).
     with ThreadPoolExecutor(_THREADS) as pool:
-        ids = pa.concat_arrays(list(pool.map(lambda c: c.encode(vocabulary), chunks)))
-    texts = pa.concat_arrays([c.texts for c in chunks])
+        ids = pa.chunked_array(
+            pool.map(lambda c: c.encode(vocabulary), chunks), SCHEMA.field("token_ids").type
+        )
+    texts = pa.chunked_array([c.texts for c in chunks], pa.string())
     progress(f"tokenised in {time.perf_counter() - t0:.1f}s, vocabulary {len(vocabulary):,}")
 
     meta = {

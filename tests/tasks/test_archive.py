@@ -111,6 +111,24 @@ def test_large_members_across_read_chunks(tmp_path: Path) -> None:
     assert got["after.txt"] == b"still here"
 
 
+def test_skipped_members_across_read_chunks(tmp_path: Path) -> None:
+    # Given unwanted members several MiB long around small wanted ones
+    rng = random.Random(1)
+    members = {
+        "skip/1.bin": rng.randbytes(3 * (1 << 20) + 5),
+        "keep/a.txt": b"first",
+        "skip/2.bin": rng.randbytes(6 * (1 << 20) + 511),
+        "keep/b.txt": b"second",
+    }
+    path = _write_gz(tmp_path / "skips.tar.gz", _tar_bytes(members), level=1)
+
+    # When only the small ones are wanted
+    got = list(iter_members(path, lambda name: name.startswith("keep/")))
+
+    # Then exactly they come back, intact
+    assert got == [("keep/a.txt", b"first"), ("keep/b.txt", b"second")]
+
+
 LONG_SPLITTABLE = "aclImdb/" + "d" * 120 + "/" + "f" * 60 + ".txt"  # fits ustar's prefix field
 LONG_UNSPLITTABLE = "aclImdb/" + "x" * 300 + ".txt"
 LONG_UNICODE = "aclImdb/" + "é" * 80 + "/review.txt"  # > 100 bytes once UTF-8 encoded
@@ -185,16 +203,18 @@ def test_truncated_archive(tmp_path: Path, archive: Path, keep: float) -> None:
     assert str(archive) in str(info.value)
 
 
+@pytest.mark.parametrize("wanted", [True, False], ids=["wanted", "skipped"])
 @pytest.mark.parametrize("where", ["inside-member", "between-members"])
-def test_tar_cut_short_inside_a_complete_gzip(tmp_path: Path, where: str) -> None:
+def test_tar_cut_short_inside_a_complete_gzip(tmp_path: Path, where: str, wanted: bool) -> None:
     # Given a complete gzip stream whose tar content stops early
     raw = _tar_bytes({"a.txt": b"a" * 2000, "b.txt": b"b" * 10})
     cut = 512 + 1000 if where == "inside-member" else 512 + 2048
     path = _write_gz(tmp_path / "short.tar.gz", raw[:cut])
 
-    # When / then it is reported as truncated
+    # When it is read, the members wanted or passed over
+    # Then it is reported as truncated either way
     with pytest.raises(ArchiveError, match="truncated"):
-        list(iter_members(path, _everything))
+        list(iter_members(path, lambda _: wanted))
 
 
 def test_corrupt_bytes_in_the_middle(tmp_path: Path, archive: Path) -> None:

@@ -274,7 +274,8 @@ def test_fast_tokenizer_agrees_with_the_regex_rules() -> None:
     from tasks.fast_tokens import tokenize_fast
 
     rng = random.Random(7)
-    alphabet = "abZ9 '<>!?.,-/\n\t\"xy''éÉñ’…—ΣЖ٣😀\u0301İß\u00a0"
+    # (with the bytes next to the special ones: the fast path's first scan over-selects those)
+    alphabet = "abZ9 '<>!?.,-/\n\t\"xy''éÉñ’…—ΣЖ٣😀\u0301İß\u00a0=#%&`@[{"
     texts = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 40))) for _ in range(5000)]
     texts += ["", "<br />", "don't", "let''s go", "'quoted'", "a<b>c", "x < y", "<a>'b", "9's!!"]
     texts += ["café’s naïve", "ÉCOLE", "x😀y", "Straße İstanbul"]
