@@ -65,11 +65,14 @@ def reference() -> dict:
 def pipeline() -> dict:
     """The pipeline's pure tokenize step, archive to parquet in a temporary folder."""
     # Imports happen before the clock on both sides (the reference imports keras first).
-    from tasks.tokenize import TokenizeParams, tokenize_archive
+    from tasks.data.processed import TokenizeParams
+    from tasks.data.tokenize import tokenize_archive
 
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        data = tokenize_archive(REAL_ARCHIVE, REAL_SHA256, Path(tmp), TokenizeParams(VOCAB))
+        data = tokenize_archive(
+            REAL_ARCHIVE, REAL_SHA256, Path(tmp), TokenizeParams(vocab_size=VOCAB)
+        )
         seconds = time.perf_counter() - t0
         files = _file_digests(data.path)
     rows = sum(c["rows"] for c in data.counts.values())
@@ -83,7 +86,7 @@ def pipeline_dask(workers: int) -> dict:
 
     from flows.prepare import dask_task_runner, tokenize_on_dask
     from tasks.config import PipelineConfig
-    from tasks.tokenize import TokenizeParams
+    from tasks.data.processed import TokenizeParams
 
     @flow(name="warm-up")
     def warm_up() -> None:
@@ -99,7 +102,7 @@ def pipeline_dask(workers: int) -> dict:
             started = time.perf_counter() - t0
             config = PipelineConfig(task_runner="dask", dask_address=cluster.scheduler_address)
             run = tokenize_on_dask.with_options(task_runner=dask_task_runner(config))
-            data = run(REAL_ARCHIVE, REAL_SHA256, Path(tmp), TokenizeParams(VOCAB))
+            data = run(REAL_ARCHIVE, REAL_SHA256, Path(tmp), TokenizeParams(vocab_size=VOCAB))
             seconds = time.perf_counter() - t0
         files = _file_digests(data.path)
     rows = sum(c["rows"] for c in data.counts.values())

@@ -41,8 +41,8 @@ def _config(args: argparse.Namespace, artifacts: Path):
 def child(args: argparse.Namespace) -> None:
     """Train a new run from scratch (killed by the parent after its first checkpoint)."""
     from flows.prepare import prepare_data
-    from tasks.runs import create_run
-    from tasks.train import train
+    from tasks.core.runs import create_run
+    from tasks.training.train import train
 
     config = _config(args, Path(args.artifacts))
     data = prepare_data(config)
@@ -90,10 +90,10 @@ def main() -> None:
         fresh_first_epoch_s = time.time() - t_spawn
 
         from flows.resume import resume
-        from tasks.train import TrainResult
+        from tasks.training.train import TrainResult
 
         captured: list[TrainResult] = []
-        import tasks.train as train_module
+        import tasks.training.train as train_module
 
         original = train_module.train
 

@@ -4,7 +4,8 @@ Three sides, each in its own process, on the real tokenised data (`make prepare`
 is prepared here):
 - `bare_numpy`: `model.fit` on numpy arrays padded to `sequence_length` (the tutorial's way);
 - `bare_batches`: `model.fit` on the pipeline's length-bucketed tf.data batches, no callbacks;
-- `pipeline`: `tasks.train.train` (tf.data, checkpoint/best/history callbacks, TensorBoard).
+- `pipeline`: `tasks.training.train.train` (tf.data, checkpoint/best/history callbacks,
+  TensorBoard).
 Overhead = pipeline / bare_batches - 1 (what callbacks, checkpoints and artifacts cost).
 Epoch 1 includes tracing, so per-epoch figures use the later epochs.
 
@@ -40,9 +41,10 @@ def _config(args: argparse.Namespace):
 
 
 def _data(config):
-    from tasks.tokenize import TokenizeParams, tokenize_archive
+    from tasks.data.processed import TokenizeParams
+    from tasks.data.tokenize import tokenize_archive
 
-    params = TokenizeParams(config.vocab_size, config.validation_fraction, config.seed)
+    params = TokenizeParams.from_config(config)
     return tokenize_archive(
         Path(config.source), config.sha256, config.data_dir / "processed", params
     )
@@ -75,9 +77,9 @@ def side(name: str, args: argparse.Namespace) -> dict:
     if name == "pipeline_nondeterministic":
         config = config.model_copy(update={"deterministic": False})
     data = _data(config)
-    from tasks import dataset
-    from tasks.model import build_model
-    from tasks.train import load_training_splits, setup_determinism, train
+    from tasks.training import dataset
+    from tasks.training.model import build_model
+    from tasks.training.train import load_training_splits, setup_determinism, train
 
     setup_determinism(config)
     tr, va = load_training_splits(config, data)

@@ -18,20 +18,10 @@ os.environ.setdefault("PREFECT_HOME", str(Path.cwd() / ".prefect"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
-from tasks.config import ConfigError, PipelineConfig, load_config  # noqa: E402
+from tasks.config import PREPARE, ConfigError, PipelineConfig, load_config  # noqa: E402
 
 ALL_FIELDS = tuple(PipelineConfig.model_fields)
-DATA_FIELDS = (
-    "source",
-    "sha256",
-    "data_dir",
-    "vocab_size",
-    "validation_fraction",
-    "seed",
-    "task_runner",
-    "dask_address",
-    "dask_workers",
-)
+DATA_FIELDS = PipelineConfig.fields_with(PREPARE)
 
 
 def _is_bool(annotation: Any) -> bool:

@@ -7,11 +7,11 @@ from pathlib import Path
 
 from prefect import flow
 
-from tasks import evaluate
 from tasks.config import PipelineConfig
-from tasks.export import CARD_JSON
-from tasks.predict import Predictor
-from tasks.tokenize import load_processed
+from tasks.data.processed import load_processed
+from tasks.evaluation import evaluate
+from tasks.serving.export import CARD_JSON
+from tasks.serving.predict import Predictor
 
 
 @flow(name="evaluate")

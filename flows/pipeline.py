@@ -10,10 +10,13 @@ from prefect.runtime import flow_run
 
 from flows.prepare import prepare_data
 from tasks.config import PipelineConfig
-from tasks.runs import create_run, update_run_info
-from tasks.steps import evaluate_model, export_model, promote_model, prune_runs, train_model
-from tasks.tokenize import ProcessedData
-from tasks.train import TrainResult
+from tasks.core.runs import create_run, update_run_info
+from tasks.data.processed import ProcessedData
+from tasks.evaluation.steps import evaluate_model
+from tasks.serving.steps import export_model, promote_model, prune_runs
+from tasks.training.checkpoint import Checkpoint
+from tasks.training.steps import train_model
+from tasks.training.train import TrainResult
 
 
 @flow(name="imdb-pipeline", log_prints=True)
@@ -39,10 +42,12 @@ def pipeline(
     return summary
 
 
-def finish_run(config: PipelineConfig, data: ProcessedData, run_dir: Path) -> dict:
-    """Train (resuming from the run's newest checkpoint), evaluate and export."""
+def finish_run(
+    config: PipelineConfig, data: ProcessedData, run_dir: Path, latest: Checkpoint | None = None
+) -> dict:
+    """Train (continuing from `latest`, the run's newest valid checkpoint), evaluate, export."""
     try:
-        result: TrainResult = train_model(config, data, run_dir)
+        result: TrainResult = train_model(config, data, run_dir, latest)
         metrics = evaluate_model(config, data, result)
         model_dir = export_model(config, data, result, metrics)
     except BaseException:

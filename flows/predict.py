@@ -9,7 +9,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from tasks.predict import BATCH, Predictor, read_texts
+from tasks.serving.predict import BATCH, Predictor, read_texts
 
 
 def predict_command(model: Path, input_path: Path | None, texts: list[str], as_json: bool) -> dict:

@@ -12,34 +12,25 @@ from prefect.logging import get_run_logger
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from tasks.config import PipelineConfig
-from tasks.steps import fetch_archive, publish_data_summary, submit_shard, tokenize_reviews
-from tasks.tokenize import ProcessedData, TokenizeParams, load_processed, tokenize_archive
+from tasks.data.processed import ProcessedData, TokenizeParams
+from tasks.data.steps import fetch_archive, publish_data_summary, submit_shard, tokenize_reviews
+from tasks.data.tokenize import tokenize_archive
 
 if TYPE_CHECKING:
     from prefect_dask import DaskTaskRunner
 
 
 def prepare_data(config: PipelineConfig) -> ProcessedData:
-    """Fetch, then tokenise (reusing the cache only while its files are intact)."""
-    runner = dask_task_runner(config) if config.task_runner == "dask" else None
+    """Fetch, then tokenise. The data folder, named by its fingerprint, is the one cache: an
+    intact one is reused, a missing or damaged one is (re)built."""
+    runner = dask_task_runner(config) if config.task_runner == "dask" else None  # fails fast
     data_dir = config.data_dir.resolve()
     archive = fetch_archive(config.source, data_dir / "raw", config.expected_sha256())
-    params = TokenizeParams(config.vocab_size, config.validation_fraction, config.seed)
+    params = TokenizeParams.from_config(config)
     if runner is not None:
-        # The data folder, keyed by its fingerprint, is the cache: reused if intact, else rebuilt.
         tokenize_sharded = tokenize_on_dask.with_options(task_runner=runner)
         return tokenize_sharded(archive.path, archive.sha256, data_dir / "processed", params)
-    tokenize = tokenize_reviews.with_options(result_storage=data_dir / "cache")
-    data = tokenize(archive.path, archive.sha256, data_dir / "processed", params)
-    if load_processed(data.path) is None:
-        # Prefect returns a cached result even when its files were deleted or damaged since.
-        get_run_logger().warning(
-            "cached tokenised data %s is gone or damaged; rebuilding", data.path
-        )
-        data = tokenize.with_options(refresh_cache=True)(
-            archive.path, archive.sha256, data_dir / "processed", params
-        )
-    return data
+    return tokenize_reviews(archive.path, archive.sha256, data_dir / "processed", params)
 
 
 def dask_task_runner(config: PipelineConfig) -> DaskTaskRunner:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from prefect import flow
@@ -11,9 +10,9 @@ from prefect.runtime import flow_run
 
 from flows.pipeline import finish_run
 from flows.prepare import prepare_data
-from tasks.checkpoint import Checkpoint, find_latest_checkpoint
 from tasks.config import PipelineConfig
-from tasks.runs import RunError, find_run, read_run_info, update_run_info
+from tasks.core.runs import RunError, begin_resume, find_run, read_run_info, update_run_info
+from tasks.training.checkpoint import Checkpoint, find_latest_checkpoint
 
 DEFAULT_ARTIFACTS = Path("artifacts")
 
@@ -29,47 +28,46 @@ def resume(
 ) -> dict:
     """Continue run `run_id`, or the run that flow run `flow_run_id` worked on, or the newest
     unfinished run; `automatic` marks a resume started by a trigger (bounded by the limit)."""
-    logger = get_run_logger()
     if artifacts_dir is None:
         artifacts_dir = artifacts_dir_of(flow_run_id) if flow_run_id else DEFAULT_ARTIFACTS
     run_dir = find_run(artifacts_dir.resolve(), run_id, flow_run_id)
     info = read_run_info(run_dir)
     if info.get("status") == "completed":
-        logger.info("run %s already completed; nothing to resume", run_dir.name)
+        get_run_logger().info("run %s already completed; nothing to resume", run_dir.name)
         return {
             "flow": "resume",
             "run_id": run_dir.name,
             "status": "completed",
             "model_dir": info.get("model_dir"),
         }
-    if automatic:
-        attempts = int(info.get("automatic_resumes", 0)) + 1
-        if attempts > max_automatic_resumes:
-            update_run_info(run_dir, status="abandoned")
-            raise RunError(
-                f"run {run_dir.name} was resumed automatically {attempts - 1} times "
-                f"(limit {max_automatic_resumes}); leaving it failed. Resume it by hand with "
-                f"`imdb-pipeline resume --run-id {run_dir.name}` once the cause is fixed"
-            )
-        info = update_run_info(run_dir, automatic_resumes=attempts)
-    # Recorded first, so a crash of this very run still maps back to the run folder.
-    info = update_run_info(
+    latest = find_latest_checkpoint(run_dir)  # verified once; training continues from it
+    start = latest.epoch if latest else 0
+    info = begin_resume(
         run_dir,
-        status="running",
-        pid=os.getpid(),
-        flow_run_ids=[*info.get("flow_run_ids", []), flow_run.get_id()],
+        flow_run.get_id(),
+        start,
+        automatic=automatic,
+        max_automatic_resumes=max_automatic_resumes,
     )
-    overrides = {"artifacts_dir": artifacts_dir}
-    if data_dir is not None:
-        overrides["data_dir"] = data_dir
     try:
+        overrides = {
+            "artifacts_dir": artifacts_dir,
+            "data_dir": data_dir or info["config"]["data_dir"],
+        }
         config = PipelineConfig(**{**info["config"], **overrides})
         data = prepare_data(config)
-        latest = find_latest_checkpoint(run_dir)
         check_compatible(run_dir, info, config, data.fingerprint, latest)
     except BaseException:
         update_run_info(run_dir, status="failed")  # refused or crashed: nothing runs it now
         raise
+    log_resume_point(run_dir, config, latest)
+    summary = finish_run(config, data, run_dir, latest)
+    return {**summary, "flow": "resume", "resumed_from_epoch": start}
+
+
+def log_resume_point(run_dir: Path, config: PipelineConfig, latest: Checkpoint | None) -> None:
+    """Say where training continues: from scratch, from `latest`, or not at all."""
+    logger = get_run_logger()
     if latest is None:
         logger.warning(
             "run %s has no valid checkpoint yet: training starts at epoch 0", run_dir.name
@@ -82,13 +80,6 @@ def resume(
         )
     else:
         logger.info("resuming run %s from epoch %d", run_dir.name, latest.epoch)
-    start = latest.epoch if latest else 0
-    info = update_run_info(
-        run_dir,
-        resumes=[*info.get("resumes", []), {"flow_run_id": flow_run.get_id(), "from_epoch": start}],
-    )
-    summary = finish_run(config, data, run_dir)
-    return {**summary, "flow": "resume", "resumed_from_epoch": start}
 
 
 def artifacts_dir_of(flow_run_id: str) -> Path:

@@ -5,13 +5,34 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from tasks.fetch import DEFAULT_SHA256, DEFAULT_SOURCE
+DEFAULT_SOURCE = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
+DEFAULT_SHA256 = "c40f74a18d3b61f90feba1e17730e0d38e8b97c05fde7008942e91923d1658fe"
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+# What a field is for, declared once at the field (`roles=`) and read back with `fields_with`:
+PREPARE = "prepare"  # a setting of the prepare command (fetch + tokenize)
+TOKENIZE = "tokenize"  # the tokenised data depends on it (part of the data fingerprint)
+PLACEMENT = "placement"  # where a run runs or writes, not what it computes (not in the digest)
+
+
+def roles(*names: str) -> dict[str, Any]:
+    """`json_schema_extra` marking a field with its roles (PREPARE, TOKENIZE, PLACEMENT)."""
+    return {"roles": list(names)}
+
+
+def normalise_sha256(value: str) -> str:
+    """`value` as 64 lower-case hex digits; ValueError naming the value otherwise."""
+    digest = value.strip().lower()
+    if not _SHA256.fullmatch(digest):
+        raise ValueError(f"{value!r} is not a valid sha256 digest (64 hexadecimal characters)")
+    return digest
 
 
 def default_source() -> str:
@@ -28,25 +49,59 @@ class PipelineConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     # Data
-    source: str = Field(default_factory=default_source, description="URL, file:// URL or path")
+    source: str = Field(
+        default_factory=default_source,
+        description="URL, file:// URL or path",
+        json_schema_extra=roles(PREPARE),
+    )
     sha256: str | None = Field(
         default_factory=default_sha256,
         validate_default=True,  # IMDB_SHA256 from the environment is checked like a given value
         description="expected archive sha256; the official digest for the official URL",
+        json_schema_extra=roles(PREPARE),
     )
-    data_dir: Path = Field(Path("data"), description="raw/ and processed/ live here")
-    artifacts_dir: Path = Field(Path("artifacts"), description="runs/, models/ live here")
-    vocab_size: int = Field(20_000, ge=3, le=1_000_000, description="including <pad> and <oov>")
-    validation_fraction: float = Field(0.1, gt=0, lt=0.5)
-    seed: int = Field(42, ge=0, description="seeds the split, weights, dropout and shuffling")
+    data_dir: Path = Field(
+        Path("data"),
+        description="raw/ and processed/ live here",
+        json_schema_extra=roles(PREPARE, PLACEMENT),
+    )
+    artifacts_dir: Path = Field(
+        Path("artifacts"),
+        description="runs/, models/ live here",
+        json_schema_extra=roles(PLACEMENT),
+    )
+    vocab_size: int = Field(
+        20_000,
+        ge=3,
+        le=1_000_000,
+        description="including <pad> and <oov>",
+        json_schema_extra=roles(PREPARE, TOKENIZE),
+    )
+    validation_fraction: float = Field(
+        0.1, gt=0, lt=0.5, json_schema_extra=roles(PREPARE, TOKENIZE)
+    )
+    seed: int = Field(
+        42,
+        ge=0,
+        description="seeds the split, weights, dropout and shuffling",
+        json_schema_extra=roles(PREPARE, TOKENIZE),
+    )
     task_runner: Literal["default", "dask"] = Field(
         "default",
         description="tokenise in this process (default) or in shards on a Dask cluster",
+        json_schema_extra=roles(PREPARE, PLACEMENT),
     )
     dask_address: str | None = Field(
-        None, description="existing Dask scheduler (tcp://host:port); default: a local cluster"
+        None,
+        description="existing Dask scheduler (tcp://host:port); default: a local cluster",
+        json_schema_extra=roles(PREPARE, PLACEMENT),
     )
-    dask_workers: int = Field(2, ge=1, description="worker processes of the local Dask cluster")
+    dask_workers: int = Field(
+        2,
+        ge=1,
+        description="worker processes of the local Dask cluster",
+        json_schema_extra=roles(PREPARE, PLACEMENT),
+    )
 
     # Model
     sequence_length: int = Field(400, ge=8, le=5000, description="tokens kept (the last ones)")
@@ -77,6 +132,7 @@ class PipelineConfig(BaseModel):
             "tf.distribute strategy: none (one device), mirrored (all local GPUs, else the CPU) "
             "or multi_worker (the cluster in TF_CONFIG); batch_size stays the global batch"
         ),
+        json_schema_extra=roles(PLACEMENT),
     )
     max_reviews: int | None = Field(None, ge=1, description="cap per split, for quick runs")
     monitor: Literal["val_accuracy", "val_loss"] = "val_accuracy"
@@ -90,12 +146,16 @@ class PipelineConfig(BaseModel):
     @field_validator("sha256")
     @classmethod
     def _hex_digest(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        value = value.strip().lower()
-        if len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
-            raise ValueError("must be 64 hexadecimal characters (a sha256 digest)")
-        return value
+        return None if value is None else normalise_sha256(value)
+
+    @classmethod
+    def fields_with(cls, role: str) -> tuple[str, ...]:
+        """Names of the fields marked with `role`, in declaration order."""
+        return tuple(
+            name
+            for name, info in cls.model_fields.items()
+            if role in ((info.json_schema_extra or {}).get("roles") or ())  # type: ignore[union-attr]
+        )
 
     def expected_sha256(self) -> str | None:
         """The digest to verify against: given, or the official one for the official URL."""
@@ -106,21 +166,10 @@ class PipelineConfig(BaseModel):
     def digest(self) -> str:
         """Stable hash of the settings.
 
-        Paths are excluded (moving a folder changes no result), and so is `distribution`: a run
-        may be resumed under another strategy or worker count.
+        PLACEMENT fields are excluded: moving a folder changes no result, tokenising on Dask
+        gives the same data, and a run may be resumed under another strategy or worker count.
         """
-        data = self.model_dump(
-            mode="json",
-            exclude={
-                "data_dir",
-                "artifacts_dir",
-                "distribution",
-                # Where the tokenisation runs, not what it computes (same data either way).
-                "task_runner",
-                "dask_address",
-                "dask_workers",
-            },
-        )
+        data = self.model_dump(mode="json", exclude=set(self.fields_with(PLACEMENT)))
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 

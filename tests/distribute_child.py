@@ -40,10 +40,10 @@ def main(argv: list[str]) -> int:
             cpus[0], [tf.config.LogicalDeviceConfiguration()] * args.logical_cpus
         )
 
-    from tasks import train
-    from tasks.checkpoint import find_latest_checkpoint
     from tasks.config import PipelineConfig
-    from tasks.tokenize import load_processed
+    from tasks.data.processed import load_processed
+    from tasks.training import distribute, train
+    from tasks.training.checkpoint import find_latest_checkpoint
 
     config = PipelineConfig.model_validate_json(Path(args.config).read_text())
     data = load_processed(Path(args.data))
@@ -51,11 +51,11 @@ def main(argv: list[str]) -> int:
         raise SystemExit(f"{args.data} holds no tokenised data")
     run_dir = Path(args.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    strategy = train.make_strategy(config)  # the one `train` uses: strategies are cached
+    strategy = distribute.make_strategy(config)  # the one `train` uses: strategies are cached
     latest = find_latest_checkpoint(run_dir)
     start = {
         "replicas": strategy.num_replicas_in_sync,
-        "chief": train.is_chief(strategy),
+        "chief": distribute.is_chief(strategy),
         "resume_from": latest.epoch if latest else 0,
     }
     print(json.dumps(start), flush=True)

@@ -9,9 +9,10 @@ import tarfile
 from collections.abc import Iterable
 from pathlib import Path
 
-from tasks.atomic import file_sha256
 from tasks.config import PipelineConfig
-from tasks.tokenize import ProcessedData, TokenizeParams, tokenize_archive
+from tasks.core.atomic import file_sha256
+from tasks.data.processed import ProcessedData, TokenizeParams
+from tasks.data.tokenize import tokenize_archive
 
 POSITIVE = ["great", "wonderful", "excellent", "loved", "brilliant", "moving", "superb"]
 NEGATIVE = ["awful", "boring", "terrible", "hated", "dull", "worst", "waste"]

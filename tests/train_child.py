@@ -34,7 +34,7 @@ def die() -> None:
 def install_kill(spec: str) -> None:
     import keras
 
-    from tasks import checkpoint
+    from tasks.training import checkpoint
 
     kind, *numbers = spec.split(":")
     epoch = int(numbers[0])
@@ -105,10 +105,10 @@ def install_kill(spec: str) -> None:
 
 
 def main(argv: list[str]) -> int:
-    from tasks import train
-    from tasks.checkpoint import find_latest_checkpoint
     from tasks.config import PipelineConfig
-    from tasks.tokenize import load_processed
+    from tasks.data.processed import load_processed
+    from tasks.training import train
+    from tasks.training.checkpoint import find_latest_checkpoint
 
     config = PipelineConfig.model_validate_json(Path(argv[0]).read_text())
     data = load_processed(Path(argv[1]))

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from flows.pipeline import pipeline
-from tasks import champion
-from tasks.atomic import file_sha256
-from tasks.runs import read_run_info
+from tasks.core.atomic import file_sha256
+from tasks.core.runs import read_run_info
+from tasks.serving import champion
 from tests.imdb_fixtures import tiny_config
 
 pytestmark = pytest.mark.usefixtures("prefect_server")

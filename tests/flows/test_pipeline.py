@@ -10,9 +10,9 @@ import pytest
 
 from flows.cli import main
 from flows.pipeline import pipeline
-from tasks.atomic import file_sha256
 from tasks.config import PipelineConfig
-from tasks.predict import Predictor
+from tasks.core.atomic import file_sha256
+from tasks.serving.predict import Predictor
 from tests.imdb_fixtures import TINY_MODEL, pipeline_config
 
 pytestmark = pytest.mark.usefixtures("prefect_server")

@@ -19,10 +19,10 @@ from prefect.client.schemas.filters import (
 
 from flows.cli import DATA_FIELDS, build_parser, config_from_args
 from flows.prepare import dask_task_runner, prepare
-from tasks import tokenize
-from tasks.atomic import file_sha256
 from tasks.config import PipelineConfig
-from tasks.tokenize import SPLITS, load_processed
+from tasks.core.atomic import file_sha256
+from tasks.data import tokenize
+from tasks.data.processed import SPLITS, load_processed
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 

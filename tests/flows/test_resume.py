@@ -13,10 +13,10 @@ import pytest
 from flows.cli import main
 from flows.pipeline import pipeline
 from flows.resume import resume
-from tasks import checkpoint as ckpt
 from tasks.config import PipelineConfig
-from tasks.runs import RunError, create_run, read_run_info, update_run_info
-from tasks.tokenize import load_processed
+from tasks.core.runs import RunError, create_run, read_run_info, update_run_info
+from tasks.data.processed import load_processed
+from tasks.training import checkpoint as ckpt
 from tests.imdb_fixtures import pipeline_config
 
 pytestmark = pytest.mark.usefixtures("prefect_server")

@@ -1,4 +1,4 @@
-"""Behaviour tests for tasks.archive.iter_members on real gzip tar files."""
+"""Behaviour tests for tasks.data.archive.iter_members on real gzip tar files."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.archive import ArchiveError, iter_members
+from tasks.data.archive import ArchiveError, iter_members
 
 
 def _everything(_: str) -> bool:

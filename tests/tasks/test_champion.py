@@ -10,8 +10,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from tasks import champion
-from tasks.tokenize import ProcessedData
+from tasks.data.processed import ProcessedData
+from tasks.serving import champion
 from tests.imdb_fixtures import tiny_config, tokenize_small
 
 
@@ -129,8 +129,9 @@ def test_current_champion_is_none_unless_the_link_reaches_a_model(tmp_path: Path
 def test_a_real_better_model_is_promoted_and_a_worse_one_is_not(
     small_archive: Path, tmp_path: Path
 ) -> None:
-    from tasks import export, train
-    from tasks.model import build_model
+    from tasks.serving import export
+    from tasks.training import train
+    from tasks.training.model import build_model
 
     # Given the small archive tokenised, and two exports of the same tiny architecture:
     # one untrained, one trained for 4 epochs
@@ -149,7 +150,7 @@ def test_a_real_better_model_is_promoted_and_a_worse_one_is_not(
     validation = data.split_path("validation")
 
     # And their accuracies, computed here from the raw validation texts
-    from tasks.predict import Predictor
+    from tasks.serving.predict import Predictor
 
     table = pq.read_table(validation, columns=["text", "label"])
     labels = np.asarray(table.column("label"))

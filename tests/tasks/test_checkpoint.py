@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tasks import checkpoint as ckpt
 from tasks.config import PipelineConfig
+from tasks.training import checkpoint as ckpt
 from tests.imdb_fixtures import fail_temp_folder_renames, tiny_config
 
 
@@ -24,7 +24,7 @@ def _config(**overrides) -> PipelineConfig:
 @pytest.fixture(scope="module")
 def model():
     """A tiny compiled model with SpatialDropout1D and Dropout (two seed generators)."""
-    from tasks.model import build_model
+    from tasks.training.model import build_model
 
     return build_model(_config())
 
@@ -123,7 +123,7 @@ def test_a_damaged_newest_checkpoint_is_skipped_with_a_warning(
     damage(newest)
 
     # When the latest checkpoint is looked for
-    with caplog.at_level(logging.WARNING, logger="tasks.checkpoint"):
+    with caplog.at_level(logging.WARNING, logger="tasks.training.checkpoint"):
         latest = ckpt.find_latest_checkpoint(tmp_path)
 
     # Then the previous one is chosen, and a warning names the damaged one and why
@@ -291,7 +291,7 @@ def test_seed_generator_states_round_trip(model) -> None:
     assert np.array_equal(np.asarray(model(x, training=True)), first)
 
     # And the states survive a JSON round trip into a freshly built model
-    from tasks.model import build_model
+    from tasks.training.model import build_model
 
     keras.utils.set_random_seed(123)
     other = build_model(_config())

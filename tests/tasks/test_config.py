@@ -7,17 +7,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from tasks.config import ConfigError, PipelineConfig, load_config
-from tasks.fetch import DEFAULT_SHA256, DEFAULT_SOURCE
+from tasks.config import DEFAULT_SHA256, DEFAULT_SOURCE, ConfigError, PipelineConfig, load_config
 
 DIGEST = "0123456789abcdef" * 4
-
-
-@pytest.fixture(autouse=True)
-def _no_source_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Tests start without IMDB_SOURCE / IMDB_SHA256, whatever the caller's shell has."""
-    monkeypatch.delenv("IMDB_SOURCE", raising=False)
-    monkeypatch.delenv("IMDB_SHA256", raising=False)
 
 
 def _yaml(tmp_path: Path, content: str) -> Path:

@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tasks import dataset
+from tasks.training import dataset
 from tests.imdb_fixtures import tokenize_small
 
 

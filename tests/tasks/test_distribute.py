@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from tasks import checkpoint as ckpt
-from tasks import dataset
-from tasks import train as train_mod
 from tasks.config import ConfigError, PipelineConfig, load_config
-from tasks.tokenize import ProcessedData
+from tasks.data.processed import ProcessedData
+from tasks.training import checkpoint as ckpt
+from tasks.training import dataset, distribute
+from tasks.training import train as train_mod
 from tests.imdb_fixtures import tiny_config, tokenize_small
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -129,7 +129,7 @@ def test_multi_worker_without_tf_config_is_a_clear_error(
 
     # When / then: asking for multi-worker training names the missing variable
     with pytest.raises(RuntimeError, match="TF_CONFIG"):
-        train_mod.make_strategy(_config(tmp_path, distribution="multi_worker"))
+        distribute.make_strategy(_config(tmp_path, distribution="multi_worker"))
 
 
 def test_mirrored_over_two_cpus_trains_checkpoints_and_resumes_on_one_device(
@@ -284,7 +284,7 @@ def test_the_lstm_keeps_every_condition_of_the_cudnn_kernel(tmp_path: Path) -> N
     import keras
     import tensorflow as tf
 
-    from tasks.model import build_model
+    from tasks.training.model import build_model
 
     # Given the model of a stacked bidirectional config with every dropout on
     model = build_model(_config(tmp_path, bidirectional=True, lstm_layers=2))
@@ -314,7 +314,7 @@ def test_on_a_gpu_the_lstm_runs_the_cudnn_kernel_and_trains_deterministically(
     import numpy as np
     import tensorflow as tf
 
-    from tasks.model import build_model
+    from tasks.training.model import build_model
 
     if not tf.config.list_logical_devices("GPU"):
         pytest.skip("no GPU: the cuDNN kernel is only used on one")

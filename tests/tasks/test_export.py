@@ -16,12 +16,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tasks import checkpoint as ckpt
-from tasks import evaluate, export
-from tasks import train as train_mod
 from tasks.config import PipelineConfig
-from tasks.predict import Predictor, read_texts
-from tasks.tokenize import ProcessedData
+from tasks.data.processed import ProcessedData
+from tasks.evaluation import evaluate
+from tasks.serving import export
+from tasks.serving.predict import Predictor, read_texts
+from tasks.training import checkpoint as ckpt
+from tasks.training import train as train_mod
 from tests.imdb_fixtures import (
     NEGATIVE,
     POSITIVE,

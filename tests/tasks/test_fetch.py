@@ -1,4 +1,4 @@
-"""Behaviour tests for tasks.fetch against a real local HTTP server."""
+"""Behaviour tests for tasks.data.fetch against a real local HTTP server."""
 
 import gzip
 import hashlib
@@ -14,14 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from tasks.fetch import (
-    DEFAULT_SHA256,
-    FetchedArchive,
-    FetchError,
-    check_gzip_tar,
-    fetch,
-    file_sha256,
-)
+from tasks.config import DEFAULT_SHA256
+from tasks.data.archive import ArchiveError, check_gzip_tar
+from tasks.data.fetch import FetchedArchive, FetchError, fetch, file_sha256
 
 ARCHIVE_NAME = "aclImdb_v1.tar.gz"
 FAST = {"backoff_s": 0.01, "timeout_s": 5.0, "progress": False}
@@ -463,7 +458,7 @@ def test_not_a_gzip_tar_is_rejected(tmp_path: Path, payload: bytes) -> None:
     path.write_bytes(payload)
 
     # When / then both the checker and fetch reject it clearly
-    with pytest.raises(FetchError, match="not a gzip-compressed tar archive"):
+    with pytest.raises(ArchiveError, match="not a gzip-compressed tar archive"):
         check_gzip_tar(path)
     with pytest.raises(FetchError, match="not a gzip-compressed tar archive"):
         fetch(str(path), tmp_path / "raw", None, **FAST)

@@ -1,4 +1,4 @@
-"""Behaviour tests for tasks.memory.reuse_freed_memory."""
+"""Behaviour tests for tasks.core.memory.reuse_freed_memory."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from tasks.memory import reuse_freed_memory
+from tasks.core.memory import reuse_freed_memory
 
 
 def test_arrow_pool_is_restored_after_the_block() -> None:

@@ -8,8 +8,9 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from tasks.atomic import file_sha256
-from tasks.tokenize import SPLITS, TokenizeParams, load_processed, tokenize_archive
+from tasks.core.atomic import file_sha256
+from tasks.data.processed import SPLITS, TokenizeParams, load_processed
+from tasks.data.tokenize import tokenize_archive
 from tests.conftest import REAL_ARCHIVE, REAL_SHA256
 
 pytestmark = pytest.mark.slow
@@ -58,7 +59,7 @@ def test_fast_tokenizer_equals_the_regex_rules_on_every_real_review(real_data) -
     # Given every real review's text
     import pyarrow as pa
 
-    from tasks import text
+    from tasks.data import text
 
     data, _ = real_data
     texts = pa.concat_arrays(

@@ -22,10 +22,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tasks import checkpoint as ckpt
-from tasks import train as train_mod
 from tasks.config import PipelineConfig
-from tasks.tokenize import ProcessedData
+from tasks.data.processed import ProcessedData
+from tasks.training import checkpoint as ckpt
+from tasks.training import train as train_mod
 from tests.imdb_fixtures import tiny_config, tokenize_small
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from tasks import runs
 from tasks.config import PipelineConfig
-from tasks.tokenize import ProcessedData
+from tasks.core import runs
+from tasks.data.processed import ProcessedData
 
 CONFIG = PipelineConfig(source="unused.tar.gz", sha256=None, epochs=2, lstm_units=8)
 DATA = ProcessedData(Path("/data/processed/f00d"), "f" * 16)

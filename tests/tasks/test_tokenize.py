@@ -1,4 +1,4 @@
-"""Behaviour tests for tasks.tokenize on small synthetic archives in the aclImdb layout."""
+"""Behaviour tests for tasks.data.tokenize on small synthetic archives in the aclImdb layout."""
 
 from __future__ import annotations
 
@@ -16,28 +16,31 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from pydantic import ValidationError
 
-from tasks import text, tokenize
-from tasks.atomic import file_sha256
-from tasks.tokenize import (
-    MANIFEST,
+from tasks.config import ConfigError, PipelineConfig, load_config
+from tasks.core.atomic import file_sha256
+from tasks.data import text, tokenize
+from tasks.data.processed import MANIFEST, SPLITS, ProcessedData, TokenizeParams, load_processed
+from tasks.data.tokenize import (
     METADATA_KEY,
     SCHEMA,
-    SPLITS,
     DataError,
-    ProcessedData,
-    TokenizeParams,
     assign_validation,
     decode_chunk,
     fingerprint,
-    load_processed,
-    read_vocabulary,
     tokenize_archive,
 )
 from tests.imdb_fixtures import build_archive
 
 SHA = "ab" * 32
 PARAMS = TokenizeParams(vocab_size=1000, validation_fraction=0.1, seed=42)
+
+
+def _vocabulary(data: ProcessedData) -> list[str]:
+    return data.vocabulary_path.read_text(encoding="utf-8").splitlines()
+
+
 REVIEW = re.compile(r"^aclImdb/(train|test)/(pos|neg)/(\d+)_(\d+)\.txt$")
 
 
@@ -170,7 +173,7 @@ def test_parquet_schema_and_metadata(built: ProcessedData) -> None:
             "fingerprint": built.fingerprint,
             "source_sha256": SHA,
             "tokenizer_version": text.TOKENIZER_VERSION,
-            "params": PARAMS.as_dict(),
+            "params": PARAMS.model_dump(),
         }
     # And the folder is named by the fingerprint of those inputs
     assert built.path.name == built.fingerprint == fingerprint(SHA, PARAMS)
@@ -178,7 +181,7 @@ def test_parquet_schema_and_metadata(built: ProcessedData) -> None:
 
 def test_token_ids_encode_each_text_with_the_vocabulary(built: ProcessedData) -> None:
     # Given the written vocabulary
-    vocabulary = read_vocabulary(built)
+    vocabulary = _vocabulary(built)
     assert vocabulary[:2] == ["<pad>", "<oov>"]
     assert len(vocabulary) <= PARAMS.vocab_size
     assert len(set(vocabulary)) == len(vocabulary)
@@ -216,7 +219,7 @@ def test_vocabulary_is_built_from_train_rows_only(tmp_path: Path, small_archive:
 
     # Then exactly the words of the train split are in the vocabulary
     tables = _tables(data)
-    vocabulary = read_vocabulary(data)
+    vocabulary = _vocabulary(data)
     train_tokens = Counter(
         t
         for tokens in text.tokenize(tables["train"]["text"].combine_chunks()).to_pylist()
@@ -245,7 +248,7 @@ def test_output_does_not_depend_on_member_order(
     # Then every split and the vocabulary are identical
     for split, table in _tables(data).items():
         assert table.equals(_tables(built)[split])
-    assert read_vocabulary(data) == read_vocabulary(built)
+    assert _vocabulary(data) == _vocabulary(built)
 
 
 def test_undecodable_bytes_are_replaced_and_counted(tmp_path: Path) -> None:
@@ -285,7 +288,10 @@ def test_fingerprint_covers_every_input() -> None:
 
     # Then all differ, and the same inputs always give the same fingerprint
     assert len(set(prints)) == len(prints)
-    assert fingerprint(SHA, TokenizeParams(1000, 0.1, 42)) == prints[0]
+    assert (
+        fingerprint(SHA, TokenizeParams(vocab_size=1000, validation_fraction=0.1, seed=42))
+        == prints[0]
+    )
 
 
 def test_second_call_reuses_without_reading_the_archive(tmp_path: Path, small_archive: Path):
@@ -311,7 +317,9 @@ def test_other_parameters_get_their_own_folder(tmp_path: Path, small_archive: Pa
     first = _run(small_archive, root)
 
     # When run with another seed and another source digest
-    second = _run(small_archive, root, TokenizeParams(1000, 0.1, seed=7))
+    second = _run(
+        small_archive, root, TokenizeParams(vocab_size=1000, validation_fraction=0.1, seed=7)
+    )
     third = _run(small_archive, root, sha="cd" * 32)
 
     # Then each has its own complete folder and the first is still intact
@@ -450,26 +458,33 @@ def test_empty_train_split(tmp_path: Path) -> None:
     extra = {"aclImdb/train/urls_neg.txt": (_url(1000) + "\n").encode()}
     archive = build_archive(tmp_path / "onemovie.tar.gz", per_folder=1, extra=extra)
 
-    # When / then a large validation fraction takes that movie: train would be empty
-    params = TokenizeParams(vocab_size=100, validation_fraction=0.9, seed=0)
+    # When / then a large validation fraction takes that movie: train would be empty (the config
+    # refuses fractions of 0.5 or more; the writer still refuses an empty split if handed one)
+    params = TokenizeParams.model_construct(vocab_size=100, validation_fraction=0.9, seed=0)
     _expect_failure(archive, tmp_path / "processed", "split train would be empty", params)
 
 
 @pytest.mark.parametrize(
-    ("params", "field"),
-    [
-        (TokenizeParams(vocab_size=2), "vocab_size"),
-        (TokenizeParams(vocab_size=0), "vocab_size"),
-        (TokenizeParams(validation_fraction=0.0), "validation_fraction"),
-        (TokenizeParams(validation_fraction=1.0), "validation_fraction"),
-    ],
-    ids=["vocab-2", "vocab-0", "fraction-0", "fraction-1"],
+    "fields",
+    [{"vocab_size": 2}, {"vocab_size": 0}, {"validation_fraction": 0.0}, {"seed": -1}],
+    ids=["vocab-2", "vocab-0", "fraction-0", "seed-negative"],
 )
-def test_invalid_parameters(
-    tmp_path: Path, small_archive: Path, params: TokenizeParams, field: str
-) -> None:
-    # Given parameters that cannot make a dataset / When / then the message names the field
-    _expect_failure(small_archive, tmp_path / "processed", field, params)
+def test_invalid_parameters_are_refused_with_the_config_rules(fields: dict) -> None:
+    # Given parameters that cannot make a dataset
+    # When / then they are refused as the config refuses them, naming the field
+    (name,) = fields
+    with pytest.raises(ValidationError, match=name):
+        TokenizeParams(**fields)
+    with pytest.raises(ConfigError, match=name):
+        load_config(**fields)
+
+
+def test_params_are_built_from_the_config() -> None:
+    # Given a config / When its parameters are taken / Then they are its tokenize fields
+    config = PipelineConfig(vocab_size=123, validation_fraction=0.2, seed=5, epochs=9)
+    params = TokenizeParams.from_config(config)
+    assert params.model_dump() == {"vocab_size": 123, "validation_fraction": 0.2, "seed": 5}
+    assert TokenizeParams() == TokenizeParams.from_config(PipelineConfig())
 
 
 def test_failure_while_writing_leaves_no_partial_folder(

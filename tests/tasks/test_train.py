@@ -5,17 +5,18 @@ from __future__ import annotations
 import csv
 import math
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from tasks import checkpoint as ckpt
-from tasks import dataset
-from tasks import train as train_mod
-from tasks.atomic import file_sha256
 from tasks.config import PipelineConfig
-from tasks.tokenize import ProcessedData
+from tasks.core.atomic import file_sha256
+from tasks.data.processed import ProcessedData
+from tasks.training import checkpoint as ckpt
+from tasks.training import dataset
+from tasks.training import tracker as tracker_mod
+from tasks.training import train as train_mod
+from tasks.training.tracker import Tracker
 from tests.imdb_fixtures import tiny_config, tokenize_small
 
 
@@ -126,7 +127,7 @@ def test_early_stopping_stops_and_a_resume_does_not_train_further(
 ) -> None:
     # Given patience 0 and a monitor that never improves after the first epoch
     config = _config(tmp_path, epochs=6, early_stopping=True, patience=0, checkpoint_every=3)
-    monkeypatch.setattr(train_mod, "_better", lambda value, best, monitor: best is None)
+    monkeypatch.setattr(tracker_mod, "better", lambda value, best, monitor: best is None)
     run_dir = tmp_path / "run"
     run_dir.mkdir()
 
@@ -155,42 +156,35 @@ def test_early_stopping_stops_and_a_resume_does_not_train_further(
 
 def test_better_compares_in_the_monitor_direction() -> None:
     # Given / when / then: accuracy must rise, loss must fall, NaN never improves
-    assert train_mod._better(0.5, None, "val_accuracy")
-    assert train_mod._better(0.6, 0.5, "val_accuracy")
-    assert not train_mod._better(0.5, 0.5, "val_accuracy")
-    assert not train_mod._better(0.4, 0.5, "val_accuracy")
-    assert train_mod._better(0.4, 0.5, "val_loss")
-    assert not train_mod._better(0.5, 0.5, "val_loss")
-    assert not train_mod._better(0.6, 0.5, "val_loss")
-    assert not train_mod._better(math.nan, None, "val_loss")
-    assert train_mod._better(0.9, math.nan, "val_loss")
-    assert not train_mod._better(math.nan, 0.5, "val_accuracy")
+    assert tracker_mod.better(0.5, None, "val_accuracy")
+    assert tracker_mod.better(0.6, 0.5, "val_accuracy")
+    assert not tracker_mod.better(0.5, 0.5, "val_accuracy")
+    assert not tracker_mod.better(0.4, 0.5, "val_accuracy")
+    assert tracker_mod.better(0.4, 0.5, "val_loss")
+    assert not tracker_mod.better(0.5, 0.5, "val_loss")
+    assert not tracker_mod.better(0.6, 0.5, "val_loss")
+    assert not tracker_mod.better(math.nan, None, "val_loss")
+    assert tracker_mod.better(0.9, math.nan, "val_loss")
+    assert not tracker_mod.better(math.nan, 0.5, "val_accuracy")
 
 
 def test_epoch_end_tracks_patience_and_best_with_fake_logs(tmp_path: Path) -> None:
-    from tasks.model import build_model
+    from tasks.training.callback import CheckpointCallback
+    from tasks.training.model import build_model
 
     # Given the callback state of a fresh run with patience 1 on val_accuracy
     config = _config(tmp_path, epochs=10, early_stopping=True, patience=1, checkpoint_every=5)
     model = build_model(config)
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    cb = SimpleNamespace(
-        config=config,
-        model=model,
-        run_dir=run_dir,
-        data_fingerprint="f" * 16,
-        tracker=train_mod.new_tracker(),
-        on_epoch=None,
-        checkpoint_seconds=[],
-        epoch_seconds=[],
-        epoch_started=0.0,
-    )
+    cb = CheckpointCallback(config, run_dir, "f" * 16, Tracker())
+    cb.set_model(model)
     model.stop_training = False
 
     def epoch_end(epoch: int, val_accuracy: float) -> dict:
-        train_mod._on_epoch_end(cb, epoch, {"loss": 0.5, "val_accuracy": val_accuracy})
-        return dict(cb.tracker)
+        cb.on_epoch_begin(epoch)
+        cb.on_epoch_end(epoch, {"loss": 0.5, "val_accuracy": val_accuracy})
+        return cb.tracker.to_state()
 
     # When validation accuracy improves, stalls once, improves, then stalls twice
     t1 = epoch_end(0, 0.6)

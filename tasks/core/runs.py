@@ -10,9 +10,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tasks.atomic import atomic_write_text
 from tasks.config import PipelineConfig
-from tasks.tokenize import ProcessedData
+from tasks.core.atomic import atomic_write_text
+from tasks.data.processed import ProcessedData
 
 RUN_FILE = "run.json"
 _FINISHED = ("completed", "abandoned")
@@ -79,6 +79,41 @@ def update_run_info(run_dir: Path, **changes: Any) -> dict[str, Any]:
     return info
 
 
+def begin_resume(
+    run_dir: Path,
+    flow_run_id: str | None,
+    from_epoch: int,
+    *,
+    automatic: bool = False,
+    max_automatic_resumes: int = 3,
+) -> dict[str, Any]:
+    """Record in one write that flow run `flow_run_id` (this process) now continues the run from
+    `from_epoch`: status running, its pid, the flow run id and a resume record; an `automatic`
+    resume is also counted, and past `max_automatic_resumes` the run is marked abandoned and
+    RunError says how to resume it by hand. Call it before any other work, so that a crash of
+    the resume itself still maps back to this run folder."""
+    info = read_run_info(run_dir)
+    changes: dict[str, Any] = {}
+    if automatic:
+        attempts = int(info.get("automatic_resumes", 0)) + 1
+        if attempts > max_automatic_resumes:
+            update_run_info(run_dir, status="abandoned")
+            raise RunError(
+                f"run {run_dir.name} was resumed automatically {attempts - 1} times "
+                f"(limit {max_automatic_resumes}); leaving it failed. Resume it by hand with "
+                f"`imdb-pipeline resume --run-id {run_dir.name}` once the cause is fixed"
+            )
+        changes["automatic_resumes"] = attempts
+    return update_run_info(
+        run_dir,
+        **changes,
+        status="running",
+        pid=os.getpid(),
+        flow_run_ids=[*info.get("flow_run_ids", []), flow_run_id],
+        resumes=[*info.get("resumes", []), {"flow_run_id": flow_run_id, "from_epoch": from_epoch}],
+    )
+
+
 def list_runs(artifacts_dir: Path) -> list[tuple[Path, dict[str, Any]]]:
     """(folder, run.json) of every run, oldest first (by creation time, then id)."""
     runs = []
@@ -107,7 +142,7 @@ def find_run(
                 return path
         raise RunError(f"no run folder records flow run {flow_run_id}")
     # Abandoned runs gave up after their automatic resumes: only an explicit run_id revives one.
-    unfinished = [p for p, info in runs if info.get("status") not in ("completed", "abandoned")]
+    unfinished = [p for p, info in runs if info.get("status") not in _FINISHED]
     if not unfinished:
         raise RunError(f"no unfinished run under {artifacts_dir / 'runs'}")
     return unfinished[-1]

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from tasks import text
-from tasks.dataset import Split, keep_last
-from tasks.evaluate import predict_split
-from tasks.export import H5_FILE, KERAS_FILE, TOKENIZER_FILE, VOCAB_FILE
+from tasks.data import text
+from tasks.evaluation.evaluate import predict_split
+from tasks.serving.export import H5_FILE, KERAS_FILE, TOKENIZER_FILE, VOCAB_FILE
+from tasks.training.dataset import Split, keep_last
 
 BATCH = 512  # texts read and scored at a time by `predict`
 

@@ -4,8 +4,8 @@ Loading the exported files (Keras 3.15):
 - inference: `keras.models.load_model("model.keras", compile=False)` (or the .h5 likewise);
 - further training with the saved optimizer state: `keras.models.load_model("model.keras")`;
 - further training from the .h5: `load_model("sentiment-lstm.h5", compile=False)` and compile
-  again (`tasks.model.compile_model`): a compiled model loaded from .h5 has an optimizer that
-  cannot train (`Unknown variable` on fit), and the .h5 optimizer state is not usable.
+  again (`tasks.training.model.compile_model`): a compiled model loaded from .h5 has an
+  optimizer that cannot train (`Unknown variable` on fit); its optimizer state is not usable.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from tasks import text
-from tasks.atomic import atomic_dir
 from tasks.config import PipelineConfig
-from tasks.tokenize import ProcessedData
+from tasks.core.atomic import atomic_dir
+from tasks.data import text
+from tasks.data.processed import ProcessedData
 
 H5_FILE = "sentiment-lstm.h5"
 KERAS_FILE = "model.keras"
@@ -116,7 +116,7 @@ def load_for_training(path: Path, learning_rate: float) -> Any:
     """A trainable model from an exported .keras (optimizer kept) or .h5 (fresh optimizer)."""
     import keras
 
-    from tasks.model import compile_model
+    from tasks.training.model import compile_model
 
     if path.suffix == ".h5":
         model = keras.models.load_model(path, compile=False)

@@ -23,10 +23,44 @@ _ZERO_BLOCK = bytes(_BLOCK)
 _READ_SIZE = 1 << 20
 _REGULAR = (ord("0"), 0, ord("7"))
 _LONG_NAME, _PAX = ord("L"), ord("x")
+# Compressed bytes we are willing to read to find the first tar header; a real archive
+# yields its first 512 decompressed bytes from a few hundred compressed ones.
+_GZIP_PROBE_LIMIT = 64 * 1024
 
 
 class ArchiveError(ValueError):
     """The archive is not a readable gzip tar (truncated, corrupt or of another format)."""
+
+
+def check_gzip_tar(path: Path) -> None:
+    """Raise ArchiveError unless `path` is gzip whose first block is a tar header (a quick probe:
+    only the first block is inflated; `iter_members` checks the whole stream)."""
+    path = Path(path)
+
+    def bad(why: str) -> ArchiveError:
+        return ArchiveError(f"{path} is not a gzip-compressed tar archive ({why})")
+
+    with path.open("rb") as fh:
+        if fh.read(2) != b"\x1f\x8b":
+            raise bad("missing gzip magic bytes 1f 8b")
+        fh.seek(0)
+        # Only inflate the first tar block: the archive is ~80 MB and a full pass is slow.
+        inflater = zlib.decompressobj(wbits=31)
+        head = b""
+        consumed = 0
+        try:
+            while len(head) < 512 and consumed < _GZIP_PROBE_LIMIT and not inflater.eof:
+                chunk = fh.read(4096)
+                if not chunk:
+                    break
+                consumed += len(chunk)
+                head += inflater.decompress(chunk, 512 - len(head))
+        except zlib.error as exc:
+            raise bad(f"corrupt gzip stream: {exc}") from exc
+    if len(head) < 512:
+        raise bad(f"decompressed data too short for a tar header: {len(head)} bytes")
+    if head[257:262] != b"ustar":
+        raise bad("first decompressed block has no 'ustar' tar magic")
 
 
 class _Inflater:

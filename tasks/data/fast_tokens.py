@@ -1,11 +1,11 @@
-"""Vectorised tokeniser: the rules of `tasks.text`, applied to UTF-8 bytes with NumPy.
+"""Vectorised tokeniser: the rules of `tasks.data.text`, applied to UTF-8 bytes with NumPy.
 
 A few full passes over the bytes mark ASCII letters and digits as word bytes and find the rare
 bytes that need a closer look; tags, apostrophes, `!`/`?` and multi-byte characters are then
 handled at their own, sparse, positions (a multi-byte character is a word character when its
 Unicode category is L* or N*, as `\\p{L}\\p{N}` in the regex rules). Word runs are found from
 the edges of the word mask and gathered into one Arrow string array per chunk.
-This is several times faster than Arrow's regular expressions; the regex rules in `tasks.text`
+This is several times faster than Arrow's regular expressions; the regex rules in `tasks.data.text`
 stay the reference, and the tests check both give the same tokens.
 """
 
@@ -137,7 +137,7 @@ def _insert_sorted(values: np.ndarray, extra: np.ndarray) -> np.ndarray:
 
 
 def tokenize_fast(texts: pa.StringArray) -> pa.ListArray:
-    """Token lists of texts, identical to the regex rules of `tasks.text`."""
+    """Token lists of texts, identical to the regex rules of `tasks.data.text`."""
     ascii_only = pc.all(pc.string_is_ascii(texts)).as_py() is not False
     lowered = pc.ascii_lower(texts) if ascii_only else pc.utf8_lower(texts)
     buf, offsets = _bytes_and_offsets(lowered)

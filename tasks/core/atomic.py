@@ -1,4 +1,4 @@
-"""Atomic file writes: temporary name in the same folder, fsync, rename."""
+"""Atomic file writes (temporary name in the same folder, fsync, rename) and their checksums."""
 
 from __future__ import annotations
 
@@ -49,6 +49,27 @@ def file_sha256(path: Path) -> str:
         while chunk := fh.read(1 << 20):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def file_record(path: Path) -> dict[str, int | str]:
+    """The manifest entry of a written file: its sha256 and size (`verify_files` checks both)."""
+    return {"sha256": file_sha256(path), "bytes": path.stat().st_size}
+
+
+def verify_files(folder: Path, files: dict[str, dict]) -> str:
+    """ "" if every file of a manifest's `files` matches its record, else what does not.
+
+    Sizes are compared first, so a truncated file is named without being hashed.
+    """
+    for name, record in files.items():
+        f = folder / name
+        if not f.exists():
+            return f"{name} is missing"
+        if f.stat().st_size != record["bytes"]:
+            return f"{name} has {f.stat().st_size} bytes, expected {record['bytes']}"
+        if file_sha256(f) != record["sha256"]:
+            return f"{name} does not match its checksum"
+    return ""
 
 
 @contextlib.contextmanager

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from tasks.atomic import fsync_dir
+from tasks.core.atomic import fsync_dir
+from tasks.serving.export import KERAS_FILE
 
 CHAMPION = "champion"
 
@@ -32,12 +33,12 @@ def current_champion(models_dir: Path) -> Path | None:
     if not link.is_symlink():
         return None
     target = link.resolve()
-    return target if (target / "model.keras").exists() else None
+    return target if (target / KERAS_FILE).exists() else None
 
 
 def validation_accuracy(model_dir: Path, validation_parquet: Path) -> tuple[float, int]:
     """Accuracy of an exported model on raw validation texts (each model uses its tokenizer)."""
-    from tasks.predict import Predictor
+    from tasks.serving.predict import Predictor
 
     table = pq.read_table(validation_parquet, columns=["text", "label"])
     prob = Predictor(model_dir).predict(table.column("text").to_pylist())

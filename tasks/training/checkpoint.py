@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tasks.atomic import atomic_dir, atomic_write_text, file_sha256
+from tasks.core.atomic import atomic_dir, atomic_write_text, file_record, verify_files
 
 MODEL_FILE = "model.keras"
 STATE_FILE = "state.json"
@@ -76,10 +76,7 @@ def save_checkpoint(
     with atomic_dir(dest) as tmp:
         model.save(tmp / MODEL_FILE)
         (tmp / STATE_FILE).write_text(json.dumps(state), encoding="utf-8")
-        files = {
-            name: {"sha256": file_sha256(tmp / name), "bytes": (tmp / name).stat().st_size}
-            for name in (MODEL_FILE, STATE_FILE)
-        }
+        files = {name: file_record(tmp / name) for name in (MODEL_FILE, STATE_FILE)}
         full = {**manifest, "files": files}
         atomic_write_text(tmp / MANIFEST_FILE, json.dumps(full, indent=2, default=float))
     return Checkpoint(dest, full)
@@ -97,14 +94,9 @@ def verify_checkpoint(path: Path) -> tuple[Checkpoint | None, str]:
     """The checkpoint at `path` and "" if its manifest and files verify, else (None, reason)."""
     try:
         manifest = json.loads((path / MANIFEST_FILE).read_text())
-        for name, info in manifest["files"].items():
-            f = path / name
-            if not f.exists():
-                return None, f"{name} is missing"
-            if f.stat().st_size != info["bytes"]:
-                return None, f"{name} has {f.stat().st_size} bytes, expected {info['bytes']}"
-            if file_sha256(f) != info["sha256"]:
-                return None, f"{name} does not match its checksum"
+        damage = verify_files(path, manifest["files"])
+        if damage:
+            return None, damage
         int(manifest["epoch"])
     except FileNotFoundError:
         return None, "manifest.json is missing (incomplete checkpoint)"
@@ -113,33 +105,48 @@ def verify_checkpoint(path: Path) -> tuple[Checkpoint | None, str]:
     return Checkpoint(path, manifest), ""
 
 
+def _by_epoch(folder: Path) -> list[tuple[int, Path]]:
+    """(epoch, folder) of every `epoch-NNNN` folder under `folder`, by the epoch in its name."""
+    if not folder.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _NAME.match(p.name))]
+    return sorted(p for p in found if p[1].is_dir())
+
+
+def _verified(path: Path, warn: bool) -> Checkpoint | None:
+    ckpt, why = verify_checkpoint(path)
+    if ckpt is None and warn:
+        log.warning("skipping damaged checkpoint %s: %s", path, why)
+    return ckpt
+
+
 def list_checkpoints(folder: Path, warn: bool = True) -> list[Checkpoint]:
     """Valid checkpoints under `folder`, oldest epoch first; damaged ones are named and skipped."""
-    found = []
-    if not folder.is_dir():
-        return found
-    for path in folder.iterdir():
-        m = _NAME.match(path.name)
-        if not m or not path.is_dir():
-            continue
-        ckpt, why = verify_checkpoint(path)
-        if ckpt is None:
-            if warn:
-                log.warning("skipping damaged checkpoint %s: %s", path, why)
-            continue
-        found.append(ckpt)
-    return sorted(found, key=lambda c: c.epoch)
+    found = [_verified(path, warn) for _, path in _by_epoch(folder)]
+    return sorted((c for c in found if c is not None), key=lambda c: c.epoch)
+
+
+def newest_checkpoint(folder: Path) -> Checkpoint | None:
+    """The highest-epoch checkpoint under `folder` that verifies, never chosen by file time.
+
+    Verified newest first, so only the checkpoints above the one returned (damaged ones, named
+    in a warning) and that one are hashed.
+    """
+    for _, path in reversed(_by_epoch(folder)):
+        ckpt = _verified(path, warn=True)
+        if ckpt is not None:
+            return ckpt
+    return None
 
 
 def find_latest_checkpoint(run_dir: Path) -> Checkpoint | None:
-    """The highest-epoch checkpoint of a run whose manifest and files verify (never by mtime)."""
-    valid = list_checkpoints(run_dir / "checkpoints")
-    return valid[-1] if valid else None
+    """The run's newest valid periodic checkpoint: where a resume continues."""
+    return newest_checkpoint(run_dir / "checkpoints")
 
 
 def find_best_checkpoint(run_dir: Path) -> Checkpoint | None:
-    valid = list_checkpoints(run_dir / "best")
-    return valid[-1] if valid else None
+    """The run's valid best-on-validation checkpoint: the model it evaluates and exports."""
+    return newest_checkpoint(run_dir / "best")
 
 
 def checkpoint_dir(folder: Path, epoch: int) -> Path:
@@ -150,7 +157,7 @@ def prune_checkpoints(folder: Path, keep: int, above: int | None = None) -> None
     """Keep the newest `keep` checkpoints; with `above`, also drop epochs greater than it."""
     if not folder.is_dir():
         return
-    epochs = sorted((int(m.group(1)), p) for p in folder.iterdir() if (m := _NAME.match(p.name)))
+    epochs = _by_epoch(folder)
     doomed = [p for e, p in epochs if above is not None and e > above]
     kept = [p for e, p in epochs if above is None or e <= above]
     doomed += kept[: max(len(kept) - keep, 0)]
@@ -158,3 +165,34 @@ def prune_checkpoints(folder: Path, keep: int, above: int | None = None) -> None
         shutil.rmtree(path, ignore_errors=True)
     for stale in folder.glob(".epoch-*"):  # temp folders of saves that were killed
         shutil.rmtree(stale, ignore_errors=True)
+
+
+def save_epoch(
+    model: Any,
+    run_dir: Path,
+    manifest: dict[str, Any],
+    state: dict[str, Any],
+    *,
+    improved: bool,
+    periodic: bool,
+    keep: int,
+) -> None:
+    """The checkpoints of the epoch `manifest` names: best/ if it `improved`, checkpoints/ if
+    `periodic`, each written once (the periodic one copies the best one of the same epoch)."""
+    epoch = int(manifest["epoch"])
+    best_dir = run_dir / "best"
+    best = None
+    if improved:
+        best = save_checkpoint(model, checkpoint_dir(best_dir, epoch), manifest, state)
+    if not periodic:
+        return
+    folder = run_dir / "checkpoints"
+    dest = checkpoint_dir(folder, epoch)
+    if best is not None:  # the same epoch: copying the files beats serialising again
+        copy_checkpoint(best, dest)
+    else:
+        save_checkpoint(model, dest, manifest, state)
+    prune_checkpoints(folder, keep=keep)
+    # Older bests go only now: until a periodic checkpoint refers to the new best, a resume
+    # restarts from a state whose best is the previous one, which must still exist.
+    prune_checkpoints(best_dir, keep=1)

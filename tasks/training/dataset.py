@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 
 _BUCKET_BATCHES = 50  # batches per length-sorting window: similar lengths, still random
 _PAD_MULTIPLE = 32  # round padded lengths up so few distinct shapes are traced
+EVAL_BATCH = 256  # rows per batch wherever a model only predicts (validation, test, predict)
 
 
 @dataclass(frozen=True)
@@ -129,11 +130,11 @@ def make_dataset(
     return ds.map(gather, num_parallel_calls=1, deterministic=True).prefetch(2)
 
 
-def make_eval_dataset(split: Split, batch_size: int):
+def make_eval_dataset(split: Split, batch_size: int = EVAL_BATCH):
     """Unshuffled (x, y) batches covering each row once, for validation and evaluation."""
     return make_dataset(split, batch_size, 0, 0, 1, shuffle=False)
 
 
-def eval_order(split: Split, batch_size: int) -> np.ndarray:
+def eval_order(split: Split, batch_size: int = EVAL_BATCH) -> np.ndarray:
     """Row order in which `make_eval_dataset` yields the rows."""
     return np.concatenate(epoch_plan(split.lengths, batch_size, 0, 0, shuffle=False))

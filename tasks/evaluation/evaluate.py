@@ -8,9 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from tasks.atomic import atomic_write, atomic_write_text
-
-EVAL_BATCH = 256
+from tasks.core.atomic import atomic_write, atomic_write_text
 
 
 def binary_metrics(y_true: np.ndarray, prob: np.ndarray) -> dict[str, Any]:
@@ -58,13 +56,13 @@ def roc_auc(y: np.ndarray, score: np.ndarray) -> float:
 
 def predict_split(model: Any, split: Any) -> tuple[np.ndarray, np.ndarray]:
     """(labels, probabilities) for every row of a dataset.Split, in the split's row order."""
-    from tasks import dataset
+    from tasks.training import dataset
 
-    ds = dataset.make_eval_dataset(split, EVAL_BATCH)
+    ds = dataset.make_eval_dataset(split)
     # predict() runs a compiled function; calling the model eagerly is ~3x slower for an LSTM.
     prob = np.asarray(model.predict(ds.map(lambda x, _: x), verbose=0)).ravel()
     out = np.empty(len(split), dtype=np.float64)
-    out[dataset.eval_order(split, EVAL_BATCH)] = prob
+    out[dataset.eval_order(split)] = prob
     return split.labels, out
 
 
@@ -72,7 +70,7 @@ def evaluate(
     model: Any, test_path: Path, sequence_length: int, max_reviews: int | None = None, seed: int = 0
 ) -> dict[str, Any]:
     """Metrics of `model` on a parquet split."""
-    from tasks import dataset
+    from tasks.training import dataset
 
     split = dataset.load_split(test_path, sequence_length, max_reviews, seed)
     y, prob = predict_split(model, split)

@@ -11,8 +11,8 @@ Rules (tokenizer version `TOKENIZER_VERSION`):
 A token is then a maximal run of letters, digits and inner apostrophes, or a single `!`/`?`.
 
 The rules are written below as Arrow regular expressions (`_tokenize_regex`, the reference);
-`tasks.fast_tokens` applies the same rules with vectorised byte operations, several times faster,
-and is what `tokenize` uses.
+`tasks.data.fast_tokens` applies the same rules with vectorised byte operations, several times
+faster, and is what `tokenize` uses.
 
 Ids: 0 pads, 1 stands for any out-of-vocabulary token, 2.. are the vocabulary in order of
 decreasing training-set frequency, ties broken by the token's code-point order.
@@ -28,7 +28,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tasks.fast_tokens import tokenize_fast
+from tasks.data.fast_tokens import tokenize_fast
 
 TOKENIZER_VERSION = "1"
 _CHUNK = 1024  # texts per tokenisation chunk
@@ -44,10 +44,6 @@ _REWRITES: tuple[tuple[str, str], ...] = (
     (r"(^|[^\p{L}\p{N}])'+", r"\1"),
     (r"'+([^\p{L}\p{N}]|$)", r"\1"),
 )
-
-
-def _tokenize_chunk(texts: pa.Array) -> pa.ListArray:
-    return tokenize_fast(texts)
 
 
 def _tokenize_regex(texts: pa.Array) -> pa.ListArray:
@@ -84,23 +80,15 @@ def tokenize(texts: pa.Array | Sequence[str], threads: int | None = None) -> pa.
     # so chunks also run in parallel threads.
     chunks = [arr.slice(i, _CHUNK) for i in range(0, len(arr), _CHUNK)] or [arr]
     if threads == 1 or len(chunks) == 1:
-        parts = [_tokenize_chunk(c) for c in chunks]
+        parts = [tokenize_fast(c) for c in chunks]
     else:
         with ThreadPoolExecutor(threads) as pool:
-            parts = list(pool.map(_tokenize_chunk, chunks))
+            parts = list(pool.map(tokenize_fast, chunks))
     return parts[0] if len(parts) == 1 else pa.concat_arrays(parts)
-
-
-def build_vocabulary(tokens: pa.ListArray, vocab_size: int) -> list[str]:
-    """The `vocab_size - 2` most frequent tokens, ties broken by code-point order."""
-    counts = pc.value_counts(tokens.flatten())
-    return vocabulary_from_counts(counts.field("values"), counts.field("counts"), vocab_size)
 
 
 def vocabulary_from_counts(tokens: pa.Array, counts: pa.Array, vocab_size: int) -> list[str]:
     """Vocabulary from (token, count) pairs; a token may appear in several pairs (summed)."""
-    if vocab_size <= len(RESERVED):
-        raise ValueError(f"vocab_size must be greater than {len(RESERVED)} (got {vocab_size})")
     table = pa.table({"token": tokens, "count": pa.array(counts, pa.int64())})
     table = table.group_by("token").aggregate([("count", "sum")])
     table = table.filter(pc.greater(table["count_sum"], 0))

@@ -1,0 +1,76 @@
+"""A tokenised dataset folder (data/processed/<fingerprint>/): its types and verified loading.
+
+Kept apart from the tokenizer so that the stages that only read the data (training, runs,
+export) import neither the tokenizer nor pandas.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import ConfigDict, create_model
+
+from tasks.config import TOKENIZE, PipelineConfig
+from tasks.core.atomic import verify_files
+
+SPLITS = ("train", "validation", "test")
+MANIFEST = "manifest.json"
+VOCABULARY = "vocab.txt"
+
+log = logging.getLogger(__name__)
+
+# The config's TOKENIZE fields as they are declared there: the same defaults and validation.
+_TokenizeFields = create_model(
+    "_TokenizeFields",
+    __config__=ConfigDict(frozen=True, extra="forbid"),
+    **{
+        name: (PipelineConfig.model_fields[name].annotation, PipelineConfig.model_fields[name])
+        for name in PipelineConfig.fields_with(TOKENIZE)
+    },
+)
+
+
+class TokenizeParams(_TokenizeFields):  # type: ignore[misc, valid-type]
+    """What the tokenised output depends on besides the archive (part of the fingerprint)."""
+
+    @classmethod
+    def from_config(cls, config: PipelineConfig) -> TokenizeParams:
+        return cls(**config.model_dump(include=set(cls.model_fields)))
+
+
+@dataclass(frozen=True)
+class ProcessedData:
+    """A complete tokenised dataset folder."""
+
+    path: Path
+    fingerprint: str
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    undecodable_bytes: int = 0
+
+    def split_path(self, split: str) -> Path:
+        return self.path / f"{split}.parquet"
+
+    @property
+    def vocabulary_path(self) -> Path:
+        return self.path / VOCABULARY
+
+
+def load_processed(path: Path) -> ProcessedData | None:
+    """The dataset at `path` if it is complete and every file matches its manifest, else None."""
+    try:
+        manifest = json.loads((path / MANIFEST).read_text())
+        damage = verify_files(path, manifest["files"])
+        if damage:
+            log.warning("tokenised data %s is damaged: %s", path, damage)
+            return None
+        return ProcessedData(
+            path, manifest["fingerprint"], manifest["counts"], manifest["undecodable_bytes"]
+        )
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        log.warning("tokenised data %s is unreadable: %s", path, exc)
+        return None

@@ -1,0 +1,120 @@
+"""The labelled reviews of an aclImdb archive, and the movie-disjoint validation split."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tasks.data.archive import ArchiveError, iter_members
+
+_REVIEW = re.compile(r"^aclImdb/(train|test)/(pos|neg)/(\d+)_(\d+)\.txt$")
+_URLS = re.compile(r"^aclImdb/(train|test)/urls_(pos|neg)\.txt$")
+_MOVIE = re.compile(r"(tt\d+)")
+_REQUIRED = tuple(f"aclImdb/{s}/{lab}/" for s in ("train", "test") for lab in ("neg", "pos"))
+
+
+class DataError(ValueError):
+    """The archive's content cannot make a valid dataset; the message says what is wrong."""
+
+
+@dataclass
+class RawReviews:
+    """Reviews as read from the archive, in a canonical order."""
+
+    review_id: list[str]
+    split: list[str]
+    label: np.ndarray
+    rating: np.ndarray
+    movie_id: list[str | None]
+    arrival: np.ndarray  # canonical row i was the arrival[i]-th review read
+
+
+def read_reviews(
+    archive: Path, on_chunk: Callable[[list[bytes]], None], chunk: int = 1024
+) -> RawReviews:
+    """Stream the labelled train/test reviews (and their movie urls) out of the archive.
+
+    Review bodies go to `on_chunk`, `chunk` at a time in archive order, as they are read (so
+    work on them overlaps reading); `RawReviews.arrival` maps the canonical order back to it.
+    """
+    found: list[tuple[str, bool, int, int]] = []
+    pending: list[bytes] = []
+    urls: dict[tuple[str, str], list[bytes]] = {}
+    seen_dirs: set[str] = set()
+
+    def want(name: str) -> bool:
+        return bool(_REVIEW.match(name) or _URLS.match(name))
+
+    try:
+        for name, data in iter_members(archive, want):
+            m = _REVIEW.match(name)
+            if m:
+                split, folder, rid, rating = m.groups()
+                seen_dirs.add(f"aclImdb/{split}/{folder}/")
+                found.append((split, folder == "pos", int(rid), int(rating)))
+                pending.append(data)
+                if len(pending) == chunk:
+                    on_chunk(pending)
+                    pending = []
+            else:
+                u = _URLS.match(name)
+                assert u is not None
+                urls[(u.group(1), u.group(2))] = data.splitlines()
+    except ArchiveError as exc:
+        raise DataError(str(exc)) from exc
+    if pending:
+        on_chunk(pending)
+    missing = [d for d in _REQUIRED if d not in seen_dirs]
+    if missing:
+        raise DataError(
+            f"{archive}: archive has no reviews in {', '.join(missing)} "
+            "(expected the aclImdb/{train,test}/{pos,neg}/<id>_<rating>.txt layout)"
+        )
+    if ("train", "pos") not in urls or ("train", "neg") not in urls:
+        raise DataError(
+            f"{archive}: archive is missing aclImdb/train/urls_pos.txt or urls_neg.txt, "
+            "which map training reviews to movies for the validation split"
+        )
+    # Canonical order: split, then label folder, then numeric id -> independent of tar order.
+    arrival = sorted(range(len(found)), key=lambda i: (found[i][0] != "train", *found[i][1:3]))
+    found = [found[i] for i in arrival]
+    movie_ids: list[str | None] = []
+    for split, positive, rid, _ in found:
+        lines = urls.get((split, "pos" if positive else "neg"), [])
+        movie = _MOVIE.search(lines[rid].decode("ascii", "replace")) if rid < len(lines) else None
+        if movie is None and split == "train":
+            raise DataError(
+                f"{archive}: no movie url for aclImdb/train/{'pos' if positive else 'neg'}/{rid}_*"
+            )
+        movie_ids.append(movie.group(1) if movie else None)
+    return RawReviews(
+        review_id=[f"{r[0]}/{'pos' if r[1] else 'neg'}/{r[2]}" for r in found],
+        split=[r[0] for r in found],
+        label=np.fromiter((r[1] for r in found), dtype=np.int8, count=len(found)),
+        rating=np.fromiter((r[3] for r in found), dtype=np.int8, count=len(found)),
+        movie_id=movie_ids,
+        arrival=np.array(arrival, dtype=np.int64),
+    )
+
+
+def assign_validation(movie_ids: list[str], fraction: float, seed: int) -> np.ndarray:
+    """Mask of reviews in validation: whole movies, in seeded order, until `fraction` is met."""
+    movies, inverse, sizes = np.unique(
+        np.array(movie_ids, dtype=object), return_inverse=True, return_counts=True
+    )
+    order = np.random.default_rng(seed).permutation(len(movies))
+    target = fraction * len(movie_ids)
+    chosen = np.zeros(len(movies), dtype=bool)
+    total = 0
+    for m in order:
+        if total >= target:
+            break
+        # Take a movie only if it brings the total closer to the target.
+        if abs(total + sizes[m] - target) <= abs(total - target):
+            chosen[m] = True
+            total += sizes[m]
+    return chosen[inverse]

@@ -1,0 +1,49 @@
+"""Prefect task of the evaluation stage: test metrics, plots and artifacts."""
+
+from __future__ import annotations
+
+from prefect import task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+from tasks.config import PipelineConfig
+from tasks.data.processed import ProcessedData
+from tasks.evaluation import evaluate
+from tasks.training.train import TrainResult
+
+
+@task(name="evaluate_model")
+def evaluate_model(config: PipelineConfig, data: ProcessedData, result: TrainResult) -> dict:
+    """Test metrics of the model selected on validation; metrics.json, plots and artifacts."""
+    import keras
+
+    best = result.best
+    if best is None:
+        raise RuntimeError(f"run {result.run_dir.name} has no valid best checkpoint to evaluate")
+    model = keras.models.load_model(best.model_path, compile=False)
+    metrics = evaluate.evaluate(
+        model, data.split_path("test"), config.sequence_length, config.max_reviews, config.seed
+    )
+    metrics = {"selected_epoch": best.epoch, "split": "test", **metrics}
+    evaluate.write_metrics(result.run_dir / "metrics.json", metrics)
+    evaluate.plot_report(result.run_dir, result.history, metrics)
+    _publish_metrics(result.run_dir.name, metrics)
+    return metrics
+
+
+def _publish_metrics(run_id: str, metrics: dict) -> None:
+    keys = ("accuracy", "precision", "recall", "f1", "roc_auc", "loss")
+    create_table_artifact(
+        key="test-metrics",
+        table=[{"metric": k, "value": round(float(metrics[k]), 4)} for k in keys],
+        description=f"Test metrics of run {run_id}",
+    )
+    cm = metrics["confusion_matrix"]
+    create_markdown_artifact(
+        key="confusion-matrix",
+        markdown=(
+            f"## Run `{run_id}`: test accuracy {metrics['accuracy']:.4f} "
+            f"(epoch {metrics['selected_epoch']})\n\n"
+            "| actual \\ predicted | neg | pos |\n|---|---|---|\n"
+            f"| neg | {cm['tn']:,} | {cm['fp']:,} |\n| pos | {cm['fn']:,} | {cm['tp']:,} |\n"
+        ),
+    )

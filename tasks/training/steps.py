@@ -1,0 +1,61 @@
+"""Prefect task of the training stage: retries that continue from the newest checkpoint."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from prefect import task
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from prefect.logging import get_run_logger
+from prefect.runtime import task_run
+
+from tasks.config import PipelineConfig
+from tasks.data.processed import ProcessedData
+from tasks.training import checkpoint, train
+
+# Training holds at an epoch boundary while the file this names exists: after the epoch's
+# checkpoint is written, before the next epoch starts. Operators can pause a run safely with it,
+# and the end-to-end test kills a run at a known epoch, however fast or loaded the machine is.
+HOLD_FILE_ENV = "IMDB_PIPELINE_HOLD_FILE"
+
+
+def hold_if_requested(log: Callable[[str], None]) -> None:
+    """Wait while the file named by IMDB_PIPELINE_HOLD_FILE exists (no-op when unset)."""
+    hold = os.environ.get(HOLD_FILE_ENV)
+    if not hold or not Path(hold).exists():
+        return
+    log(f"holding after this epoch's checkpoint while {hold} exists")
+    while Path(hold).exists():
+        time.sleep(0.2)
+
+
+# A retry finds the run's newest checkpoint and continues from it, never from scratch.
+@task(name="train_model", retries=2, retry_delay_seconds=5)
+def train_model(
+    config: PipelineConfig,
+    data: ProcessedData,
+    run_dir: Path,
+    latest: checkpoint.Checkpoint | None = None,
+) -> train.TrainResult:
+    """Fit the model, continuing from `latest` (the run's newest valid checkpoint, verified by
+    the caller) or, on a retry or when not given, from the newest one found now."""
+    logger = get_run_logger()
+    if latest is None or task_run.run_count > 1:  # a failed attempt may have saved newer ones
+        latest = checkpoint.find_latest_checkpoint(run_dir)
+    if latest is not None:
+        logger.info("continuing %s from checkpoint epoch %d", run_dir.name, latest.epoch)
+    progress = create_progress_artifact(0.0, key="training-progress", description="epochs done")
+
+    def on_epoch(done: int, total: int, metrics: dict[str, float]) -> None:
+        update_progress_artifact(progress, 100.0 * done / total)
+        logger.info(
+            "epoch %d/%d: %s", done, total, ", ".join(f"{k}={v:.4f}" for k, v in metrics.items())
+        )
+        hold_if_requested(logger.info)
+
+    result = train.train(config, data, run_dir, resume=latest, on_epoch=on_epoch)
+    update_progress_artifact(progress, 100.0)
+    return result

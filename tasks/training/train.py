@@ -1,0 +1,157 @@
+"""train_model: fit the LSTM with atomic checkpoints, resumable at any epoch boundary."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tasks.config import PipelineConfig
+from tasks.data.processed import ProcessedData
+from tasks.training import checkpoint as ckpt
+from tasks.training.distribute import (
+    adapt_fit_to_strategy,
+    distribute_options,
+    is_chief,
+    make_strategy,
+)
+from tasks.training.tracker import Tracker
+
+log = logging.getLogger(__name__)
+
+EpochHook = Callable[[int, int, dict[str, float]], None]
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """Where a training run stands after `train` returns."""
+
+    run_dir: Path
+    epochs_completed: int
+    stopped_early: bool
+    best_epoch: int | None
+    best_value: float | None
+    seconds: float
+    history: list[dict[str, float]] = field(default_factory=list)
+    # Measured in this process only (a resumed run reports its own epochs).
+    epoch_seconds: list[float] = field(default_factory=list)  # incl. validation + checkpoints
+    checkpoint_seconds: list[float] = field(default_factory=list)  # checkpoint writes per epoch
+    first_step_at: float | None = None  # unix time of the first training step
+    best: ckpt.Checkpoint | None = None  # the verified best-on-validation checkpoint (chief)
+
+
+def setup_determinism(config: PipelineConfig) -> None:
+    """Seed Python, NumPy and TF; with `deterministic`, also force deterministic TF ops."""
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(config.seed)
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()
+
+
+def load_training_splits(config: PipelineConfig, data: ProcessedData) -> tuple[Any, Any]:
+    """The train and validation splits as the config truncates and caps them."""
+    from tasks.training import dataset
+
+    return tuple(
+        dataset.load_split(
+            data.split_path(name), config.sequence_length, config.max_reviews, config.seed
+        )
+        for name in ("train", "validation")
+    )
+
+
+def train(
+    config: PipelineConfig,
+    data: ProcessedData,
+    run_dir: Path,
+    resume: ckpt.Checkpoint | None = None,
+    on_epoch: EpochHook | None = None,
+) -> TrainResult:
+    """Train from scratch, or continue from `resume` exactly where it stopped."""
+    import keras
+
+    from tasks.training import dataset
+    from tasks.training.callback import CheckpointCallback
+    from tasks.training.model import build_model
+
+    t0 = time.perf_counter()
+    # First: a multi-worker strategy configures collective ops before TF is otherwise used.
+    strategy = make_strategy(config)
+    chief = is_chief(strategy)
+    setup_determinism(config)
+    train_split, val_split = load_training_splits(config, data)
+    steps = dataset.steps_per_epoch(len(train_split), config.batch_size)
+    # Variables (weights, optimizer, dropout generators) are created, or loaded, as the
+    # strategy's distributed variables; a checkpoint holds plain values, so a run resumes under
+    # any strategy or worker count.
+    with strategy.scope():
+        if resume is None:
+            model = build_model(config, steps)
+            tracker = Tracker()
+        else:
+            model = keras.models.load_model(resume.model_path)
+            state = resume.state()
+            ckpt.restore_seed_generator_states(model, state["seed_generators"])
+            tracker = Tracker.from_state(state)
+    if resume is not None:
+        if chief:
+            # Whatever a killed attempt wrote past this checkpoint is superseded by this run.
+            ckpt.prune_checkpoints(
+                run_dir / "checkpoints", config.keep_checkpoints, above=resume.epoch
+            )
+            ckpt.prune_checkpoints(run_dir / "best", 1, above=resume.epoch)
+        log.info(
+            "resuming %s from epoch %d (step %d)",
+            run_dir.name,
+            resume.epoch,
+            resume.manifest.get("global_step", -1),
+        )
+    initial_epoch = tracker.epoch
+    callback = CheckpointCallback(
+        config, run_dir, data.fingerprint, tracker, chief=chief, on_epoch=on_epoch
+    )
+    if initial_epoch < config.epochs and not tracker.stopped_early:
+        train_ds = dataset.make_dataset(
+            train_split, config.batch_size, config.seed, initial_epoch, config.epochs
+        )
+        val_ds = dataset.make_eval_dataset(val_split)
+        train_ds = distribute_options(train_ds, strategy)
+        val_ds = distribute_options(val_ds, strategy)
+        if config.distribution != "none":
+            adapt_fit_to_strategy(model, strategy, train_ds.element_spec)
+        callbacks = [callback]
+        if chief:  # event files of other workers would duplicate the chief's (equal) metrics
+            callbacks.append(
+                keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), profile_batch=0)
+            )
+        model.fit(
+            train_ds,
+            epochs=config.epochs,
+            initial_epoch=initial_epoch,
+            steps_per_epoch=steps,
+            validation_data=val_ds,
+            callbacks=callbacks,
+            verbose=1 if sys.stdout.isatty() else 2,
+        )
+    else:
+        log.info("run %s already finished training at epoch %d", run_dir.name, initial_epoch)
+    tracker = callback.tracker
+    return TrainResult(
+        run_dir=run_dir,
+        epochs_completed=tracker.epoch,
+        stopped_early=tracker.stopped_early,
+        best_epoch=tracker.best_epoch,
+        best_value=tracker.best_value,
+        seconds=time.perf_counter() - t0,
+        history=list(tracker.history),
+        epoch_seconds=callback.epoch_seconds,
+        checkpoint_seconds=callback.checkpoint_seconds,
+        first_step_at=callback.first_step_at,
+        best=ckpt.find_best_checkpoint(run_dir) if chief else None,
+    )
