@@ -1,18 +1,27 @@
-"""Builds small archives in the official aclImdb layout, and the tiny model config, for tests."""
+"""Builds small archives in the official aclImdb layout, the tiny model config, a tiny exported
+model, and the small helpers several test files share."""
 
 from __future__ import annotations
 
+import csv
 import io
 import os
 import random
+import shutil
 import tarfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from tasks.config import PipelineConfig
 from tasks.core.atomic import file_sha256
 from tasks.data.processed import ProcessedData, TokenizeParams
 from tasks.data.tokenize import tokenize_archive
+from tasks.training import checkpoint as ckpt
+
+if TYPE_CHECKING:
+    from tasks.training.train import TrainResult
 
 POSITIVE = ["great", "wonderful", "excellent", "loved", "brilliant", "moving", "superb"]
 NEGATIVE = ["awful", "boring", "terrible", "hated", "dull", "worst", "waste"]
@@ -118,3 +127,95 @@ def fail_temp_folder_renames(monkeypatch) -> None:
         return real_rename(src, dst, *args, **kwargs)
 
     monkeypatch.setattr(os, "rename", failing_rename)
+
+
+def train_argv(archive: Path, root: Path) -> list[str]:
+    """`imdb-pipeline train` arguments for the tiny model on `archive`, data/ and art/ in `root`."""
+    argv = ["train", "--source", str(archive), "--sha256", file_sha256(archive)]
+    argv += ["--data-dir", str(root / "data"), "--artifacts-dir", str(root / "art")]
+    for key, value in TINY_MODEL.items():
+        flag = "--" + key.replace("_", "-")
+        if isinstance(value, bool):
+            argv.append(flag if value else "--no-" + flag[2:])
+        else:
+            argv += [flag, str(value)]
+    return argv
+
+
+def read_history(run_dir: Path) -> list[dict[str, str]]:
+    """The rows of a run's history.csv."""
+    with (run_dir / "history.csv").open() as fh:
+        return list(csv.DictReader(fh))
+
+
+def checkpoint_epochs(folder: Path) -> list[int]:
+    """The epochs of the valid checkpoints in `folder`, oldest first."""
+    return [c.epoch for c in ckpt.list_checkpoints(folder)]
+
+
+def mtimes(folder: Path) -> dict[str, int]:
+    """Modification time (ns) of each entry of `folder`: equal snapshots mean nothing rewritten."""
+    return {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
+
+
+def review(words: list[str], n: int = 30) -> str:
+    """A review of `n` words cycling through `words`."""
+    return " ".join(words[i % len(words)] for i in range(n))
+
+
+def run_in_flow(task: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """`task(*args, **kwargs)` called inside a tiny flow run; its result (or its exception)."""
+    from prefect import flow
+
+    @flow(name="test-step")
+    def step() -> Any:
+        return task(*args, **kwargs)
+
+    return step()
+
+
+# --- a tiny trained and exported model ----------------------------------------------------------
+
+
+@dataclass
+class Exported:
+    config: PipelineConfig
+    data: ProcessedData
+    run_dir: Path
+    best: ckpt.Checkpoint
+    metrics: dict
+    model_dir: Path
+    result: TrainResult
+
+    @property
+    def data_dir(self) -> Path:
+        """The folder whose processed/ holds `data` (the `--data-dir` of `evaluate`)."""
+        return self.data.path.parent.parent
+
+    def copy_run(self, run_dir: Path) -> TrainResult:
+        """The training run copied into `run_dir` (tests may write there): its result."""
+        shutil.copytree(self.run_dir, run_dir, dirs_exist_ok=True)
+        return replace(self.result, run_dir=run_dir, best=ckpt.find_best_checkpoint(run_dir))
+
+
+def export_tiny_model(archive: Path, root: Path) -> Exported:
+    """A tiny model trained 8 epochs on `archive` under `root`, evaluated on test and exported."""
+    import keras
+
+    from tasks.evaluation import evaluate
+    from tasks.serving import export
+    from tasks.training import train
+
+    data = tokenize_small(archive, root / "processed")
+    config = tiny_config(root, source=str(archive), epochs=8, early_stopping=False)
+    run_dir = root / "art" / "runs" / "run-1"
+    run_dir.mkdir(parents=True)
+    result = train.train(config, data, run_dir)
+    best = ckpt.find_best_checkpoint(run_dir)
+    assert best is not None
+    model = keras.models.load_model(best.model_path, compile=False)
+    metrics = evaluate.evaluate(model, data.split_path("test"), config.sequence_length)
+    model_dir = export.export(
+        best.model_path, root / "art" / "models", "run-1", config, data, metrics, best.epoch
+    )
+    return Exported(config, data, run_dir, best, metrics, model_dir, result)

@@ -1,4 +1,6 @@
-"""End-to-end tests of the `pipeline` flow and the train/evaluate/predict CLI commands."""
+"""End-to-end tests of the `pipeline` flow and the train/evaluate/predict CLI commands.
+
+The command-line parser and its config validation are tested in test_cli.py."""
 
 from __future__ import annotations
 
@@ -11,9 +13,8 @@ import pytest
 from flows.cli import main
 from flows.pipeline import pipeline
 from tasks.config import PipelineConfig
-from tasks.core.atomic import file_sha256
 from tasks.serving.predict import Predictor
-from tests.imdb_fixtures import TINY_MODEL, pipeline_config
+from tests.imdb_fixtures import pipeline_config, train_argv
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
@@ -88,23 +89,11 @@ def test_pipeline_refuses_to_reuse_a_run_folder(finished: Finished) -> None:
     assert run_json.read_bytes() == before
 
 
-def _train_argv(archive: Path, tmp_path: Path) -> list[str]:
-    argv = ["train", "--source", str(archive), "--sha256", file_sha256(archive)]
-    argv += ["--data-dir", str(tmp_path / "data"), "--artifacts-dir", str(tmp_path / "art")]
-    for key, value in TINY_MODEL.items():
-        flag = "--" + key.replace("_", "-")
-        if isinstance(value, bool):
-            argv.append(flag if value else "--no-" + flag[2:])
-        else:
-            argv += [flag, str(value)]
-    return argv
-
-
 def test_cli_train_prints_a_json_summary(
     small_archive: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # Given tiny settings as command-line flags
-    argv = [*_train_argv(small_archive, tmp_path), "--epochs", "1", "--run-id", "cli-run"]
+    argv = [*train_argv(small_archive, tmp_path), "--epochs", "1", "--run-id", "cli-run"]
 
     # When `imdb-pipeline train --json` runs
     code = main([*argv, "--json"])
@@ -123,42 +112,6 @@ def test_cli_train_prints_a_json_summary(
     assert info["status"] == "completed"
     assert info["config"]["lstm_units"] == 8
     assert info["config"]["bidirectional"] is False
-
-
-@pytest.mark.parametrize(
-    ("extra", "yaml_text", "field"),
-    [
-        (["--epochs", "0"], None, "epochs"),
-        (["--pooling", "avg"], None, "pooling"),
-        (["--learning-rate", "abc"], None, "learning_rate"),
-        ([], "epochs: 1\nlstm_unitz: 8\n", "lstm_unitz"),
-    ],
-)
-def test_cli_train_rejects_an_invalid_config_before_doing_anything(
-    small_archive: Path,
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-    extra: list[str],
-    yaml_text: str | None,
-    field: str,
-) -> None:
-    # Given an invalid setting on the command line or in a config file
-    argv = [*_train_argv(small_archive, tmp_path), *extra]
-    if yaml_text is not None:
-        (tmp_path / "config.yaml").write_text(yaml_text)
-        argv += ["--config", str(tmp_path / "config.yaml")]
-
-    # When the CLI runs
-    code = main([*argv, "--json"])
-
-    # Then it exits with 2, names the field on stderr, and creates no run or data folder
-    out, err = capsys.readouterr()
-    assert code == 2
-    assert field in err
-    assert "invalid configuration" in err
-    assert out == ""
-    assert not (tmp_path / "art").exists()
-    assert not (tmp_path / "data").exists()
 
 
 def test_cli_predict_prints_json_lines(

@@ -1,9 +1,9 @@
-"""Tests of `train`: checkpoints, best model, history, early stopping and exact resume."""
+"""Tests of `train`: checkpoints, best model, history, early stopping and exact resume.
+
+The callback and the tracker it updates are tested in test_callback.py and test_tracker.py."""
 
 from __future__ import annotations
 
-import csv
-import math
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +16,7 @@ from tasks.training import checkpoint as ckpt
 from tasks.training import dataset
 from tasks.training import tracker as tracker_mod
 from tasks.training import train as train_mod
-from tasks.training.tracker import Tracker
-from tests.imdb_fixtures import tiny_config, tokenize_small
+from tests.imdb_fixtures import checkpoint_epochs, read_history, tiny_config, tokenize_small
 
 
 @pytest.fixture(scope="module")
@@ -28,15 +27,6 @@ def data(small_archive: Path, tmp_path_factory: pytest.TempPathFactory) -> Proce
 
 def _config(tmp_path: Path, **overrides) -> PipelineConfig:
     return tiny_config(tmp_path, **{"epochs": 3, "early_stopping": False, **overrides})
-
-
-def _read_history(run_dir: Path) -> list[dict[str, str]]:
-    with (run_dir / "history.csv").open() as fh:
-        return list(csv.DictReader(fh))
-
-
-def _epochs(folder: Path) -> list[int]:
-    return [c.epoch for c in ckpt.list_checkpoints(folder)]
 
 
 def _weights(checkpoint: ckpt.Checkpoint) -> list[np.ndarray]:
@@ -62,20 +52,20 @@ def test_train_keeps_checkpoints_best_model_history_and_tensorboard(
     # Then all epochs ran and exactly the two newest periodic checkpoints remain
     assert result.epochs_completed == 4
     assert not result.stopped_early
-    assert _epochs(run_dir / "checkpoints") == [3, 4]
+    assert checkpoint_epochs(run_dir / "checkpoints") == [3, 4]
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == [
         "epoch-0003",
         "epoch-0004",
     ]
     # And history.csv has one row per epoch with train and validation metrics
-    history = _read_history(run_dir)
+    history = read_history(run_dir)
     assert [int(r["epoch"]) for r in history] == [1, 2, 3, 4]
     assert {"loss", "accuracy", "val_loss", "val_accuracy"} <= set(history[0])
     assert len(result.history) == 4
     # And best/ holds exactly one checkpoint: the epoch with the lowest val_loss
     val_losses = [float(r["val_loss"]) for r in history]
     best_epoch = int(np.argmin(val_losses)) + 1
-    assert _epochs(run_dir / "best") == [best_epoch]
+    assert checkpoint_epochs(run_dir / "best") == [best_epoch]
     assert len(list((run_dir / "best").iterdir())) == 1
     assert result.best_epoch == best_epoch
     assert result.best_value == pytest.approx(min(val_losses))
@@ -118,8 +108,8 @@ def test_checkpoint_every_n_epochs_also_saves_the_final_epoch(
 
     # Then checkpoints exist for epochs 2 and 4 and the final epoch 5
     assert result.epochs_completed == 5
-    assert _epochs(run_dir / "checkpoints") == [2, 4, 5]
-    assert len(_read_history(run_dir)) == 5
+    assert checkpoint_epochs(run_dir / "checkpoints") == [2, 4, 5]
+    assert len(read_history(run_dir)) == 5
 
 
 def test_early_stopping_stops_and_a_resume_does_not_train_further(
@@ -138,9 +128,9 @@ def test_early_stopping_stops_and_a_resume_does_not_train_further(
     assert result.stopped_early
     assert result.epochs_completed == 2
     assert result.best_epoch == 1
-    assert _epochs(run_dir / "checkpoints") == [2]
-    assert _epochs(run_dir / "best") == [1]
-    assert len(_read_history(run_dir)) == 2
+    assert checkpoint_epochs(run_dir / "checkpoints") == [2]
+    assert checkpoint_epochs(run_dir / "best") == [1]
+    assert len(read_history(run_dir)) == 2
     latest = ckpt.find_latest_checkpoint(run_dir)
     assert latest is not None and latest.state()["stopped_early"] is True
 
@@ -150,61 +140,8 @@ def test_early_stopping_stops_and_a_resume_does_not_train_further(
     # Then nothing more is trained
     assert again.stopped_early
     assert again.epochs_completed == 2
-    assert _epochs(run_dir / "checkpoints") == [2]
+    assert checkpoint_epochs(run_dir / "checkpoints") == [2]
     assert len(again.history) == 2
-
-
-def test_better_compares_in_the_monitor_direction() -> None:
-    # Given / when / then: accuracy must rise, loss must fall, NaN never improves
-    assert tracker_mod.better(0.5, None, "val_accuracy")
-    assert tracker_mod.better(0.6, 0.5, "val_accuracy")
-    assert not tracker_mod.better(0.5, 0.5, "val_accuracy")
-    assert not tracker_mod.better(0.4, 0.5, "val_accuracy")
-    assert tracker_mod.better(0.4, 0.5, "val_loss")
-    assert not tracker_mod.better(0.5, 0.5, "val_loss")
-    assert not tracker_mod.better(0.6, 0.5, "val_loss")
-    assert not tracker_mod.better(math.nan, None, "val_loss")
-    assert tracker_mod.better(0.9, math.nan, "val_loss")
-    assert not tracker_mod.better(math.nan, 0.5, "val_accuracy")
-
-
-def test_epoch_end_tracks_patience_and_best_with_fake_logs(tmp_path: Path) -> None:
-    from tasks.training.callback import CheckpointCallback
-    from tasks.training.model import build_model
-
-    # Given the callback state of a fresh run with patience 1 on val_accuracy
-    config = _config(tmp_path, epochs=10, early_stopping=True, patience=1, checkpoint_every=5)
-    model = build_model(config)
-    run_dir = tmp_path / "run"
-    run_dir.mkdir()
-    cb = CheckpointCallback(config, run_dir, "f" * 16, Tracker())
-    cb.set_model(model)
-    model.stop_training = False
-
-    def epoch_end(epoch: int, val_accuracy: float) -> dict:
-        cb.on_epoch_begin(epoch)
-        cb.on_epoch_end(epoch, {"loss": 0.5, "val_accuracy": val_accuracy})
-        return cb.tracker.to_state()
-
-    # When validation accuracy improves, stalls once, improves, then stalls twice
-    t1 = epoch_end(0, 0.6)
-    t2 = epoch_end(1, 0.6)
-    t3 = epoch_end(2, 0.7)
-    t4 = epoch_end(3, 0.65)
-    assert not model.stop_training
-    t5 = epoch_end(4, 0.7)
-
-    # Then the tracker counts epochs without improvement and stops after patience is used up
-    assert (t1["best_epoch"], t1["wait"], t1["stopped_early"]) == (1, 0, False)
-    assert (t2["best_epoch"], t2["wait"], t2["stopped_early"]) == (1, 1, False)
-    assert (t3["best_epoch"], t3["wait"], t3["best_value"]) == (3, 0, 0.7)
-    assert (t4["wait"], t4["stopped_early"]) == (1, False)
-    assert (t5["best_epoch"], t5["wait"], t5["stopped_early"]) == (3, 2, True)
-    assert model.stop_training
-    # And the best model and the final (stopping) epoch were checkpointed
-    assert _epochs(run_dir / "best") == [3]
-    assert _epochs(run_dir / "checkpoints") == [5]
-    assert [int(r["epoch"]) for r in _read_history(run_dir)] == [1, 2, 3, 4, 5]
 
 
 def test_resume_is_exact(data: ProcessedData, tmp_path: Path) -> None:
@@ -228,9 +165,9 @@ def test_resume_is_exact(data: ProcessedData, tmp_path: Path) -> None:
 
     # Then run B has a complete 4-epoch history and checkpoints up to 4
     assert result_b.epochs_completed == 4
-    history_b = _read_history(run_b)
+    history_b = read_history(run_b)
     assert [int(r["epoch"]) for r in history_b] == [1, 2, 3, 4]
-    assert _epochs(run_b / "checkpoints") == [1, 2, 3, 4]
+    assert checkpoint_epochs(run_b / "checkpoints") == [1, 2, 3, 4]
     final_b = ckpt.find_latest_checkpoint(run_b)
     assert final_b is not None and final_b.epoch == 4
     assert final_b.manifest["global_step"] == 4 * dataset.steps_per_epoch(64, 16)
@@ -243,6 +180,6 @@ def test_resume_is_exact(data: ProcessedData, tmp_path: Path) -> None:
     for wa, wb in zip(weights_a, weights_b, strict=True):
         assert np.array_equal(wa, wb)
     # And so are the metrics of every epoch and the dropout generators' states
-    assert history_b == _read_history(run_a)
+    assert history_b == read_history(run_a)
     assert result_b.history == result_a.history
     assert final_b.state()["seed_generators"] == final_a.state()["seed_generators"]

@@ -7,7 +7,6 @@ process it runs in.
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import socket
@@ -23,9 +22,9 @@ from tasks.data.processed import ProcessedData
 from tasks.training import checkpoint as ckpt
 from tasks.training import dataset, distribute
 from tasks.training import train as train_mod
-from tests.imdb_fixtures import tiny_config, tokenize_small
+from tests.imdb_fixtures import checkpoint_epochs, read_history, tiny_config, tokenize_small
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 TIMEOUT = 120  # seconds per child; a tiny run takes ~10 s
 
 
@@ -95,15 +94,6 @@ def _write_config(config: PipelineConfig, path: Path) -> Path:
     return path
 
 
-def _history(run_dir: Path) -> list[dict[str, str]]:
-    with (run_dir / "history.csv").open() as fh:
-        return list(csv.DictReader(fh))
-
-
-def _epochs(folder: Path) -> list[int]:
-    return [c.epoch for c in ckpt.list_checkpoints(folder)]
-
-
 def _leftovers(run_dir: Path) -> list[Path]:
     """Temporary files or folders of atomic writes (all dot-named) anywhere in the run."""
     return list(run_dir.rglob(".*"))
@@ -159,13 +149,13 @@ def test_mirrored_over_two_cpus_trains_checkpoints_and_resumes_on_one_device(
     # And wrote both epochs' checkpoints; batch_size is the global batch: 4 steps an epoch
     steps = dataset.steps_per_epoch(64, 16)
     assert steps == 4
-    assert _epochs(run_dir / "checkpoints") == [1, 2]
+    assert checkpoint_epochs(run_dir / "checkpoints") == [1, 2]
     latest = ckpt.find_latest_checkpoint(run_dir)
     assert latest is not None
     assert latest.manifest["global_step"] == 2 * steps
     assert latest.manifest["config_digest"] == mirrored.digest()
-    assert [int(r["epoch"]) for r in _history(run_dir)] == [1, 2]
-    mirrored_history = _history(run_dir)
+    assert [int(r["epoch"]) for r in read_history(run_dir)] == [1, 2]
+    mirrored_history = read_history(run_dir)
 
     # When the run is resumed without a strategy, on the one default device
     single = _config(tmp_path, epochs=3, distribution="none")
@@ -176,11 +166,11 @@ def test_mirrored_over_two_cpus_trains_checkpoints_and_resumes_on_one_device(
     assert resumed.returncode == 0, resumed.output
     assert resumed.line("replicas") == {"replicas": 1, "chief": True, "resume_from": 2}
     assert resumed.line("epochs_completed") == {"epochs_completed": 3}
-    assert _epochs(run_dir / "checkpoints") == [1, 2, 3]
+    assert checkpoint_epochs(run_dir / "checkpoints") == [1, 2, 3]
     final = ckpt.find_latest_checkpoint(run_dir)
     assert final is not None
     assert final.manifest["global_step"] == 3 * steps
-    history = _history(run_dir)
+    history = read_history(run_dir)
     assert [int(r["epoch"]) for r in history] == [1, 2, 3]
     assert history[:2] == mirrored_history  # the mirrored epochs are kept, not redone
     assert final.state()["epoch"] == 3 and len(final.state()["history"]) == 3
@@ -251,7 +241,7 @@ def test_two_workers_train_one_epoch_and_only_the_chief_writes_one_checkpoint(
     # batch_size is global: each step took one global batch, split between the workers
     assert found.manifest["global_step"] == dataset.steps_per_epoch(64, 16)
     assert sorted(p.name for p in (run_dir / "best").iterdir()) == ["epoch-0001"]
-    assert [int(r["epoch"]) for r in _history(run_dir)] == [1]
+    assert [int(r["epoch"]) for r in read_history(run_dir)] == [1]
     # And no temporary file or folder of a save remains
     assert _leftovers(run_dir) == []
 

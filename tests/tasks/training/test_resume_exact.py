@@ -28,7 +28,7 @@ from tasks.training import checkpoint as ckpt
 from tasks.training import train as train_mod
 from tests.imdb_fixtures import tiny_config, tokenize_small
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 EPOCHS = 4
 _EPOCH_DIR = re.compile(r"^epoch-\d{4,}$")
 

@@ -1,0 +1,127 @@
+"""Tests of the sentiment model: its layers under each config switch, and its compilation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tasks.training.model import build_model, compile_model
+from tests.imdb_fixtures import tiny_config
+
+BASE = ["token_ids", "embedding", "embedding_dropout"]
+POOLS = ["max_pool", "mean_pool", "pools"]
+HEAD = ["dropout", "sentiment"]
+
+
+def _names(model) -> list[str]:
+    return [layer.name for layer in model.layers]
+
+
+def _batch(rows: int = 3, length: int = 40) -> np.ndarray:
+    """Token ids below the tiny vocabulary size, the first row padded at the front."""
+    x = np.random.default_rng(0).integers(1, 60, size=(rows, length)).astype(np.int32)
+    x[0, :10] = 0
+    return x
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({}, [*BASE, "lstm_1", *POOLS, *HEAD]),
+        ({"bidirectional": True}, [*BASE, "bilstm_1", *POOLS, *HEAD]),
+        ({"pooling": "last"}, [*BASE, "lstm_1", *HEAD]),
+        ({"pooling": "max"}, [*BASE, "lstm_1", "max_pool", *HEAD]),
+        ({"pooling": "mean"}, [*BASE, "lstm_1", "mean_pool", *HEAD]),
+        ({"lstm_layers": 2}, [*BASE, "lstm_1", "lstm_2", *POOLS, *HEAD]),
+        (
+            {"lstm_layers": 2, "bidirectional": True, "pooling": "last"},
+            [*BASE, "bilstm_1", "bilstm_2", *HEAD],
+        ),
+        ({"dropout": 0}, [*BASE, "lstm_1", *POOLS, "sentiment"]),
+        ({"embedding_dropout": 0, "dropout": 0}, [*BASE[:2], "lstm_1", *POOLS, "sentiment"]),
+    ],
+    ids=[
+        "tiny",
+        "bidirectional",
+        "last",
+        "max",
+        "mean",
+        "two-layers",
+        "two-bidirectional-last",
+        "no-dropout",
+        "no-dropouts",
+    ],
+)
+def test_config_switches_give_the_expected_layers_and_output(
+    tmp_path: Path, overrides: dict, expected: list[str]
+) -> None:
+    # Given the tiny config (one unidirectional LSTM, max+mean pooling) with some switches
+    config = tiny_config(tmp_path, **overrides)
+
+    # When the model is built and run on a batch
+    model = build_model(config)
+    prob = np.asarray(model(_batch(), training=False))
+
+    # Then it has exactly the expected layers, and one probability per review
+    assert _names(model) == expected
+    assert prob.shape == (3, 1)
+    assert np.all((prob >= 0) & (prob <= 1))
+
+
+def test_lower_lstm_layers_feed_sequences_and_the_top_one_its_pooling(tmp_path: Path) -> None:
+    # Given two LSTM layers, with and without pooling over the steps
+    pooled = build_model(tiny_config(tmp_path, lstm_layers=2, pooling="max"))
+    last = build_model(tiny_config(tmp_path, lstm_layers=2, pooling="last"))
+
+    # Then the lower layer always returns sequences; the top one only when pooled over them
+    assert pooled.get_layer("lstm_1").return_sequences
+    assert pooled.get_layer("lstm_2").return_sequences
+    assert last.get_layer("lstm_1").return_sequences
+    assert not last.get_layer("lstm_2").return_sequences
+
+
+def test_built_model_is_compiled_with_the_config_learning_rate(tmp_path: Path) -> None:
+    import keras
+
+    # Given a constant and a cosine learning rate
+    constant = build_model(tiny_config(tmp_path, lr_schedule="constant", learning_rate=0.01))
+    cosine = build_model(tiny_config(tmp_path, lr_schedule="cosine", epochs=3), steps_per_epoch=5)
+
+    # Then both are compiled with Adam; the cosine decays to 0 over every step of every epoch
+    assert constant.compiled and cosine.compiled
+    assert isinstance(constant.optimizer, keras.optimizers.Adam)
+    assert constant.loss == "binary_crossentropy"
+    assert float(constant.optimizer.learning_rate) == pytest.approx(0.01)
+    schedule = cosine.optimizer.get_config()["learning_rate"]
+    assert schedule["class_name"] == "CosineDecay"
+    assert schedule["config"]["decay_steps"] == 15
+    assert schedule["config"]["initial_learning_rate"] == pytest.approx(0.01)
+
+
+def test_compile_model_recompiles_a_model_loaded_from_h5(tmp_path: Path) -> None:
+    import keras
+
+    # Given a built model saved as .h5, then loaded without compiling
+    original = build_model(tiny_config(tmp_path))
+    original.save(tmp_path / "model.h5")
+    loaded = keras.models.load_model(tmp_path / "model.h5", compile=False)
+    assert not loaded.compiled
+
+    # When it is compiled
+    compile_model(loaded, 0.05)
+
+    # Then it has Adam at that rate, binary cross-entropy, and the saved weights
+    assert loaded.compiled
+    assert isinstance(loaded.optimizer, keras.optimizers.Adam)
+    assert loaded.loss == "binary_crossentropy"
+    assert float(loaded.optimizer.learning_rate) == pytest.approx(0.05)
+    x = _batch()
+    assert np.allclose(loaded(x, training=False), original(x, training=False), atol=1e-6)
+    # And it trains: one batch of fit runs one optimizer step with a finite loss
+    y = np.array([0, 1, 1], dtype=np.float32)
+    history = loaded.fit(x, y, batch_size=3, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+    assert "accuracy" in history.history
+    assert int(loaded.optimizer.iterations.numpy()) == 1
