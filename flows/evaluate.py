@@ -30,13 +30,9 @@ def evaluate_exported(model: Path, data_dir: Path = Path("data")) -> dict:
             f"{data_dir}/processed: run `imdb-pipeline prepare` with the model's data settings"
         )
     predictor = Predictor(model)
-    metrics = evaluate.evaluate(
-        predictor.model,
-        data.split_path("test"),
-        config.sequence_length,
-        config.max_reviews,
-        config.seed,
-    )
+    # Padded as the model's tokenizer says (cards of older models do not name the setting).
+    config = config.model_copy(update={"mask_padding": predictor.pad_end})
+    metrics = evaluate.evaluate(predictor.model, data.split_path("test"), config)
     return {
         "flow": "evaluate",
         "model": str(predictor.path),

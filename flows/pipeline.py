@@ -13,6 +13,7 @@ from tasks.config import PipelineConfig
 from tasks.core.runs import create_run, update_run_info
 from tasks.data.processed import ProcessedData
 from tasks.evaluation.steps import evaluate_model
+from tasks.pretraining.steps import pretrain_word_vectors
 from tasks.serving.steps import export_model, promote_model, prune_runs
 from tasks.training.checkpoint import Checkpoint
 from tasks.training.steps import train_model
@@ -45,9 +46,11 @@ def pipeline(
 def finish_run(
     config: PipelineConfig, data: ProcessedData, run_dir: Path, latest: Checkpoint | None = None
 ) -> dict:
-    """Train (continuing from `latest`, the run's newest valid checkpoint), evaluate, export."""
+    """Pretrain (unless a checkpoint holds the model already), train (continuing from `latest`,
+    the run's newest valid checkpoint), evaluate, export."""
     try:
-        result: TrainResult = train_model(config, data, run_dir, latest)
+        vectors = pretrain_word_vectors(config, data) if latest is None else None
+        result: TrainResult = train_model(config, data, run_dir, latest, vectors)
         metrics = evaluate_model(config, data, result)
         model_dir = export_model(config, data, result, metrics)
     except BaseException:

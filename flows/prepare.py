@@ -61,6 +61,7 @@ def tokenize_on_dask(
             params,
             progress=get_run_logger().info,
             submit=submit_shard,
+            warn=get_run_logger().warning,
         )
     publish_data_summary(data)
     return data

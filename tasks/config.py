@@ -20,6 +20,7 @@ _SHA256 = re.compile(r"[0-9a-f]{64}")
 PREPARE = "prepare"  # a setting of the prepare command (fetch + tokenize)
 TOKENIZE = "tokenize"  # the tokenised data depends on it (part of the data fingerprint)
 PLACEMENT = "placement"  # where a run runs or writes, not what it computes (not in the digest)
+PRETRAIN = "pretrain"  # the word vectors depend on it (with the data fingerprint)
 
 
 def roles(*names: str) -> dict[str, Any]:
@@ -83,8 +84,8 @@ class PipelineConfig(BaseModel):
     seed: int = Field(
         42,
         ge=0,
-        description="seeds the split, weights, dropout and shuffling",
-        json_schema_extra=roles(PREPARE, TOKENIZE),
+        description="seeds the split, word vectors, weights, dropout and shuffling",
+        json_schema_extra=roles(PREPARE, TOKENIZE, PRETRAIN),
     )
     task_runner: Literal["default", "dask"] = Field(
         "default",
@@ -103,9 +104,66 @@ class PipelineConfig(BaseModel):
         json_schema_extra=roles(PREPARE, PLACEMENT),
     )
 
+    # Pretraining
+    word_vectors: Literal["none", "word2vec"] = Field(
+        "word2vec",
+        description=(
+            "initialise the embedding with word2vec vectors learnt (gensim) from the training "
+            "and unlabelled reviews; none: random initialisation"
+        ),
+        json_schema_extra=roles(PRETRAIN),
+    )
+    word2vec_epochs: int = Field(
+        5, ge=1, le=100, description="passes of word2vec", json_schema_extra=roles(PRETRAIN)
+    )
+    word2vec_window: int = Field(
+        5,
+        ge=1,
+        le=50,
+        description="word2vec context words each side",
+        json_schema_extra=roles(PRETRAIN),
+    )
+
     # Model
-    sequence_length: int = Field(400, ge=8, le=5000, description="tokens kept (the last ones)")
-    embedding_dim: int = Field(128, ge=2, le=2048)
+    sequence_length: int = Field(800, ge=8, le=5000, description="tokens kept (the last ones)")
+    mask_padding: bool = Field(
+        True,
+        description=(
+            "pad at the end and mask the padding in the LSTM and the pooling, so that a score "
+            "depends on the review alone; off: pad at the front, unmasked"
+        ),
+    )
+    ngram_order: int = Field(
+        2,
+        ge=0,
+        le=3,
+        description=(
+            "n-gram branch beside the LSTM: naive-Bayes weighted presence of 1..N-grams "
+            "(NBSVM); 0: off"
+        ),
+    )
+    ngram_buckets: int = Field(
+        2**21, ge=1024, le=2**24, description="hash buckets per n-gram order above 1"
+    )
+    ngram_rate: float = Field(
+        10.0,
+        gt=0,
+        le=100,
+        description="how many times faster the n-gram weights learn than the other weights",
+    )
+    lstm_weight: float = Field(
+        0.25,
+        ge=0,
+        le=10,
+        description=(
+            "weight of the LSTM branch's logit beside the n-gram branch's in the score; the "
+            "branches are trained apart, each on its own loss"
+        ),
+    )
+    ngram_dropout: float = Field(
+        0.0, ge=0, lt=1, description="dropout of whole n-grams of a review while training"
+    )
+    embedding_dim: int = Field(128, ge=2, le=2048, json_schema_extra=roles(PRETRAIN))
     lstm_units: int = Field(64, ge=1, le=2048)
     lstm_layers: int = Field(1, ge=1, le=4)
     bidirectional: bool = Field(True, description="wrap each LSTM in Bidirectional")

@@ -43,8 +43,10 @@ def build_archive(
     seed: int = 0,
     skip: Iterable[str] = (),
     extra: dict[str, bytes] | None = None,
+    unsup: int = 20,
 ) -> Path:
-    """Write `path` (.tar.gz) with `per_folder` reviews in each of train/test x pos/neg.
+    """Write `path` (.tar.gz) with `per_folder` reviews in each of train/test x pos/neg and
+    `unsup` unlabelled ones in train/unsup (as `<id>_0.txt`, with their urls_unsup.txt).
 
     `skip` names folders or files to leave out (e.g. "aclImdb/test/neg"); `extra` adds members.
     """
@@ -61,7 +63,13 @@ def build_archive(
                 movie = 1000 + (rid // reviews_per_movie) + (0 if folder == "pos" else 500)
                 urls.append(f"http://www.imdb.com/title/tt{movie:07d}/usercomments")
             members[f"aclImdb/{split}/urls_{folder}.txt"] = ("\n".join(urls) + "\n").encode()
-    members["aclImdb/train/unsup/0_0.txt"] = b"unlabelled review, must be skipped"
+    for rid in range(unsup):
+        members[f"aclImdb/train/unsup/{rid}_0.txt"] = review_text(rng, rng.random() < 0.5).encode()
+    urls = [
+        f"http://www.imdb.com/title/tt{3000 + rid // 5:07d}/usercomments" for rid in range(unsup)
+    ]
+    if unsup:
+        members["aclImdb/train/urls_unsup.txt"] = ("\n".join(urls) + "\n").encode()
     members["aclImdb/train/labeledBow.feat"] = b"0:1 1:2\n"
     members.update(extra or {})
     with tarfile.open(path, "w:gz") as tar:
@@ -83,6 +91,8 @@ TINY_MODEL = dict(
     bidirectional=False,
     batch_size=16,
     learning_rate=0.01,
+    ngram_buckets=1024,
+    word2vec_epochs=2,
 )
 
 
@@ -200,11 +210,11 @@ class Exported:
 
 def export_tiny_model(archive: Path, root: Path) -> Exported:
     """A tiny model trained 8 epochs on `archive` under `root`, evaluated on test and exported."""
-    import keras
-
     from tasks.evaluation import evaluate
     from tasks.serving import export
     from tasks.training import train
+    from tasks.training.layers import load_model
+    from tasks.training.model import serving_model
 
     data = tokenize_small(archive, root / "processed")
     config = tiny_config(root, source=str(archive), epochs=8, early_stopping=False)
@@ -213,8 +223,8 @@ def export_tiny_model(archive: Path, root: Path) -> Exported:
     result = train.train(config, data, run_dir)
     best = ckpt.find_best_checkpoint(run_dir)
     assert best is not None
-    model = keras.models.load_model(best.model_path, compile=False)
-    metrics = evaluate.evaluate(model, data.split_path("test"), config.sequence_length)
+    model = serving_model(load_model(best.model_path, compile=False), config)
+    metrics = evaluate.evaluate(model, data.split_path("test"), config)
     model_dir = export.export(
         best.model_path, root / "art" / "models", "run-1", config, data, metrics, best.epoch
     )

@@ -34,8 +34,16 @@ def die() -> None:
 def install_kill(spec: str) -> None:
     import keras
 
+    from tasks.pretraining import word2vec
     from tasks.training import checkpoint
 
+    if spec == "pretrain":  # the vectors are learnt, their folder not yet complete
+
+        def record(path: Path) -> dict:
+            die()
+
+        word2vec.file_record = record
+        return
     kind, *numbers = spec.split(":")
     epoch = int(numbers[0])
     if kind in ("ckpt", "best"):
@@ -107,6 +115,7 @@ def install_kill(spec: str) -> None:
 def main(argv: list[str]) -> int:
     from tasks.config import PipelineConfig
     from tasks.data.processed import load_processed
+    from tasks.pretraining.word2vec import learn_word_vectors
     from tasks.training import train
     from tasks.training.checkpoint import find_latest_checkpoint
 
@@ -120,7 +129,11 @@ def main(argv: list[str]) -> int:
         install_kill(argv[3])
     latest = find_latest_checkpoint(run_dir)
     print(json.dumps({"resume_from": latest.epoch if latest else 0}), flush=True)
-    result = train.train(config, data, run_dir, resume=latest)
+    vectors = None
+    if latest is None and config.word_vectors != "none":  # as the pipeline: pretrain, train
+        pretrained = run_dir.with_name(run_dir.name + ".pretrained")
+        vectors = learn_word_vectors(data, config, pretrained).load()
+    result = train.train(config, data, run_dir, resume=latest, word_vectors=vectors)
     print(json.dumps({"epochs_completed": result.epochs_completed}), flush=True)
     return 0
 

@@ -16,7 +16,9 @@ from pydantic import ConfigDict, create_model
 from tasks.config import TOKENIZE, PipelineConfig
 from tasks.core.atomic import verify_files
 
-SPLITS = ("train", "validation", "test")
+LABELLED = ("train", "validation", "test")
+UNLABELLED = "unsup"  # the archive's aclImdb/train/unsup reviews: text only, for pretraining
+SPLITS = (*LABELLED, UNLABELLED)
 MANIFEST = "manifest.json"
 VOCABULARY = "vocab.txt"
 

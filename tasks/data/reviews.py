@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -11,8 +12,11 @@ import numpy as np
 
 from tasks.data.archive import ArchiveError, iter_members
 
-_REVIEW = re.compile(r"^aclImdb/(train|test)/(pos|neg)/(\d+)_(\d+)\.txt$")
-_URLS = re.compile(r"^aclImdb/(train|test)/urls_(pos|neg)\.txt$")
+_REVIEW = re.compile(r"^aclImdb/(train|test)/(pos|neg|unsup)/(\d+)_(\d+)\.txt$")
+_URLS = re.compile(r"^aclImdb/(train|test)/urls_(pos|neg|unsup)\.txt$")
+log = logging.getLogger(__name__)
+_LABELS = {"neg": 0, "pos": 1, "unsup": -1}  # -1: no label (written as null)
+_SPLIT_ORDER = {"train": 0, "test": 1, "unsup": 2}
 _MOVIE = re.compile(r"(tt\d+)")
 _REQUIRED = tuple(f"aclImdb/{s}/{lab}/" for s in ("train", "test") for lab in ("neg", "pos"))
 
@@ -34,14 +38,19 @@ class RawReviews:
 
 
 def read_reviews(
-    archive: Path, on_chunk: Callable[[list[bytes]], None], chunk: int = 1024
+    archive: Path,
+    on_chunk: Callable[[list[bytes]], None],
+    chunk: int = 1024,
+    warn: Callable[[str], None] = log.warning,
 ) -> RawReviews:
-    """Stream the labelled train/test reviews (and their movie urls) out of the archive.
+    """Stream the train/test reviews (and their movie urls) out of the archive.
 
+    The archive's unlabelled reviews (aclImdb/train/unsup/) come as split "unsup", label -1;
+    an archive without them (older or trimmed copies) gives none, and `warn` says so.
     Review bodies go to `on_chunk`, `chunk` at a time in archive order, as they are read (so
     work on them overlaps reading); `RawReviews.arrival` maps the canonical order back to it.
     """
-    found: list[tuple[str, bool, int, int]] = []
+    found: list[tuple[str, str, int, int]] = []  # (split, label folder, id, rating)
     pending: list[bytes] = []
     urls: dict[tuple[str, str], list[bytes]] = {}
     seen_dirs: set[str] = set()
@@ -55,7 +64,9 @@ def read_reviews(
             if m:
                 split, folder, rid, rating = m.groups()
                 seen_dirs.add(f"aclImdb/{split}/{folder}/")
-                found.append((split, folder == "pos", int(rid), int(rating)))
+                found.append(
+                    ("unsup" if folder == "unsup" else split, folder, int(rid), int(rating))
+                )
                 pending.append(data)
                 if len(pending) == chunk:
                     on_chunk(pending)
@@ -79,22 +90,30 @@ def read_reviews(
             f"{archive}: archive is missing aclImdb/train/urls_pos.txt or urls_neg.txt, "
             "which map training reviews to movies for the validation split"
         )
+    if "aclImdb/train/unsup/" not in seen_dirs:
+        warn(
+            f"{archive} has no unlabelled reviews (aclImdb/train/unsup/): the unsup split is "
+            "empty and pretraining uses the training text alone"
+        )
+
     # Canonical order: split, then label folder, then numeric id -> independent of tar order.
-    arrival = sorted(range(len(found)), key=lambda i: (found[i][0] != "train", *found[i][1:3]))
+    def order(i: int) -> tuple[int, int, int]:
+        split, folder, rid, _ = found[i]
+        return _SPLIT_ORDER[split], _LABELS[folder], rid
+
+    arrival = sorted(range(len(found)), key=order)
     found = [found[i] for i in arrival]
     movie_ids: list[str | None] = []
-    for split, positive, rid, _ in found:
-        lines = urls.get((split, "pos" if positive else "neg"), [])
+    for split, folder, rid, _ in found:
+        lines = urls.get(("test" if split == "test" else "train", folder), [])
         movie = _MOVIE.search(lines[rid].decode("ascii", "replace")) if rid < len(lines) else None
         if movie is None and split == "train":
-            raise DataError(
-                f"{archive}: no movie url for aclImdb/train/{'pos' if positive else 'neg'}/{rid}_*"
-            )
+            raise DataError(f"{archive}: no movie url for aclImdb/train/{folder}/{rid}_*")
         movie_ids.append(movie.group(1) if movie else None)
     return RawReviews(
-        review_id=[f"{r[0]}/{'pos' if r[1] else 'neg'}/{r[2]}" for r in found],
+        review_id=[f"{'test' if r[0] == 'test' else 'train'}/{r[1]}/{r[2]}" for r in found],
         split=[r[0] for r in found],
-        label=np.fromiter((r[1] for r in found), dtype=np.int8, count=len(found)),
+        label=np.fromiter((_LABELS[r[1]] for r in found), dtype=np.int8, count=len(found)),
         rating=np.fromiter((r[3] for r in found), dtype=np.int8, count=len(found)),
         movie_id=movie_ids,
         arrival=np.array(arrival, dtype=np.int64),

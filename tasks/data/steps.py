@@ -40,7 +40,7 @@ def tokenize_reviews(
     reused, and the log says so)."""
     logger = get_run_logger()
     data = tokenize.tokenize_archive(
-        archive_path, archive_sha256, processed_root, params, progress=logger.info
+        archive_path, archive_sha256, processed_root, params, logger.info, warn=logger.warning
     )
     publish_data_summary(data)
     return data

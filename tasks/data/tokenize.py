@@ -26,6 +26,7 @@ from tasks.core.atomic import atomic_dir, atomic_write_text, file_record
 from tasks.core.memory import reuse_freed_memory
 from tasks.data import text
 from tasks.data.processed import (
+    LABELLED,
     MANIFEST,
     SPLITS,
     VOCABULARY,
@@ -46,8 +47,8 @@ SCHEMA = pa.schema(
     [
         pa.field("review_id", pa.string(), nullable=False),
         pa.field("movie_id", pa.string()),
-        pa.field("rating", pa.int8(), nullable=False),
-        pa.field("label", pa.int8(), nullable=False),
+        pa.field("rating", pa.int8()),  # null in the unlabelled split
+        pa.field("label", pa.int8()),
         pa.field("split", pa.string(), nullable=False),
         pa.field("token_ids", pa.list_(pa.int32()), nullable=False),
         pa.field("text", pa.string(), nullable=False),
@@ -63,6 +64,7 @@ def fingerprint(source_sha256: str, params: TokenizeParams) -> str:
         "source_sha256": source_sha256,
         "tokenizer_version": text.TOKENIZER_VERSION,
         "params": params.model_dump(),
+        "splits": list(SPLITS),
     }
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -76,8 +78,8 @@ def _table(
         {
             "review_id": pa.array([raw.review_id[i] for i in idx], pa.string()),
             "movie_id": pa.array([raw.movie_id[i] for i in idx], pa.string()),
-            "rating": pa.array(raw.rating[idx], pa.int8()),
-            "label": pa.array(raw.label[idx], pa.int8()),
+            "rating": pa.array(raw.rating[idx], pa.int8(), mask=raw.label[idx] < 0),
+            "label": pa.array(raw.label[idx], pa.int8(), mask=raw.label[idx] < 0),
             "split": pa.array([split] * len(idx), pa.string()),
             "token_ids": ids.take(take),
             "text": texts.take(take),
@@ -128,6 +130,7 @@ def tokenize_archive(
     params: TokenizeParams,
     progress: Callable[[str], None] = log.info,
     submit: Callable[[list[bytes]], Any] | None = None,
+    warn: Callable[[str], None] = log.warning,
 ) -> ProcessedData:
     """Archive -> data/processed/<fingerprint>/ (reused when already complete and intact).
 
@@ -144,7 +147,7 @@ def tokenize_archive(
         progress(f"reusing tokenised data {final}")
         return existing
     with reuse_freed_memory():  # the chunks make many large short-lived temporaries
-        return _build(archive, source_sha256, final, params, progress, submit)
+        return _build(archive, source_sha256, final, params, progress, submit, warn)
 
 
 def _build(
@@ -154,6 +157,7 @@ def _build(
     params: TokenizeParams,
     progress: Callable[[str], None],
     submit: Callable[[list[bytes]], Any] | None,
+    warn: Callable[[str], None],
 ) -> ProcessedData:
     """Tokenise the archive into `final` (see `tokenize_archive`)."""
     fp = final.name
@@ -164,7 +168,7 @@ def _build(
         run = submit or (lambda bodies: pool.submit(decode_chunk, bodies))
         futures: list[Any] = []
         chunk = CHUNK if submit is None else SHARD
-        raw = read_reviews(archive, lambda bodies: futures.append(run(bodies)), chunk=chunk)
+        raw = read_reviews(archive, lambda b: futures.append(run(b)), chunk=chunk, warn=warn)
         progress(f"read {len(raw.split):,} reviews in {time.perf_counter() - t0:.1f}s")
         chunks: list[TokenChunk] = [f.result() for f in futures]
     bad_bytes = sum(c.bad_bytes for c in chunks)
@@ -179,7 +183,7 @@ def _build(
     )
     split[train_idx[in_val]] = "validation"
     rows = {s: np.flatnonzero(split == s) for s in SPLITS}
-    empty = [s for s in SPLITS if len(rows[s]) == 0]
+    empty = [s for s in LABELLED if len(rows[s]) == 0]
     if empty:
         raise DataError(f"{archive}: split {', '.join(empty)} would be empty")
 
@@ -212,8 +216,8 @@ def _build(
     counts = {
         s: {
             "rows": int(len(rows[s])),
-            "pos": int(raw.label[rows[s]].sum()),
-            "neg": int(len(rows[s]) - raw.label[rows[s]].sum()),
+            "pos": int((raw.label[rows[s]] == 1).sum()),
+            "neg": int((raw.label[rows[s]] == 0).sum()),
             "movies": len({raw.movie_id[i] for i in rows[s]} - {None}),
         }
         for s in SPLITS

@@ -8,7 +8,9 @@ from typing import Any
 
 import numpy as np
 
+from tasks.config import PipelineConfig
 from tasks.core.atomic import atomic_write, atomic_write_text
+from tasks.evaluation.stats import accuracy_interval
 
 
 def binary_metrics(y_true: np.ndarray, prob: np.ndarray) -> dict[str, Any]:
@@ -25,10 +27,12 @@ def binary_metrics(y_true: np.ndarray, prob: np.ndarray) -> dict[str, Any]:
     precision = tp / (tp + fp) if tp + fp else 0.0
     recall = tp / (tp + fn) if tp + fn else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    low, high = accuracy_interval(tp + tn, len(y))
     return {
         "examples": int(len(y)),
         "loss": loss,
         "accuracy": (tp + tn) / len(y) if len(y) else 0.0,
+        "accuracy_ci95": [low, high],  # Wilson score interval
         "precision": precision,
         "recall": recall,
         "f1": f1,
@@ -54,11 +58,12 @@ def roc_auc(y: np.ndarray, score: np.ndarray) -> float:
     return float((ranks[y == 1].sum() - pos * (pos + 1) / 2) / (pos * neg))
 
 
-def predict_split(model: Any, split: Any) -> tuple[np.ndarray, np.ndarray]:
-    """(labels, probabilities) for every row of a dataset.Split, in the split's row order."""
+def predict_split(model: Any, split: Any, pad_end: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, probabilities) for every row of a dataset.Split, in the split's row order;
+    `pad_end`: the model masks padding at the end of each row (else it is padded in front)."""
     from tasks.training import dataset
 
-    ds = dataset.make_eval_dataset(split)
+    ds = dataset.make_eval_dataset(split, pad_end=pad_end)
     # predict() runs a compiled function; calling the model eagerly is ~3x slower for an LSTM.
     prob = np.asarray(model.predict(ds.map(lambda x, _: x), verbose=0)).ravel()
     out = np.empty(len(split), dtype=np.float64)
@@ -66,14 +71,12 @@ def predict_split(model: Any, split: Any) -> tuple[np.ndarray, np.ndarray]:
     return split.labels, out
 
 
-def evaluate(
-    model: Any, test_path: Path, sequence_length: int, max_reviews: int | None = None, seed: int = 0
-) -> dict[str, Any]:
-    """Metrics of `model` on a parquet split."""
+def evaluate(model: Any, test_path: Path, config: PipelineConfig) -> dict[str, Any]:
+    """Metrics of `model`, trained with `config`, on a parquet split."""
     from tasks.training import dataset
 
-    split = dataset.load_split(test_path, sequence_length, max_reviews, seed)
-    y, prob = predict_split(model, split)
+    split = dataset.load_split(test_path, config.sequence_length, config.max_reviews, config.seed)
+    y, prob = predict_split(model, split, config.mask_padding)
     return binary_metrics(y, prob)
 
 

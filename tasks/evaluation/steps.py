@@ -14,15 +14,14 @@ from tasks.training.train import TrainResult
 @task(name="evaluate_model")
 def evaluate_model(config: PipelineConfig, data: ProcessedData, result: TrainResult) -> dict:
     """Test metrics of the model selected on validation; metrics.json, plots and artifacts."""
-    import keras
+    from tasks.training.layers import load_model
+    from tasks.training.model import serving_model
 
     best = result.best
     if best is None:
         raise RuntimeError(f"run {result.run_dir.name} has no valid best checkpoint to evaluate")
-    model = keras.models.load_model(best.model_path, compile=False)
-    metrics = evaluate.evaluate(
-        model, data.split_path("test"), config.sequence_length, config.max_reviews, config.seed
-    )
+    model = serving_model(load_model(best.model_path, compile=False), config)
+    metrics = evaluate.evaluate(model, data.split_path("test"), config)
     metrics = {"selected_epoch": best.epoch, "split": "test", **metrics}
     evaluate.write_metrics(result.run_dir / "metrics.json", metrics)
     evaluate.plot_report(result.run_dir, result.history, metrics)

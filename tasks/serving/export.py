@@ -1,6 +1,7 @@
 """export_model: the selected model as .h5 and .keras, with its tokenizer and a model card.
 
-Loading the exported files (Keras 3.15):
+Loading the exported files (Keras 3.15), after `import tasks.training.layers` (the model's own
+layers, registered by name; `tasks.training.layers.load_model` imports and loads in one call):
 - inference: `keras.models.load_model("model.keras", compile=False)` (or the .h5 likewise);
 - further training with the saved optimizer state: `keras.models.load_model("model.keras")`;
 - further training from the .h5: `load_model("sentiment-lstm.h5", compile=False)` and compile
@@ -34,7 +35,8 @@ def tokenizer_settings(config: PipelineConfig) -> dict[str, Any]:
         "vocab_size": config.vocab_size,
         "sequence_length": config.sequence_length,
         "truncation": "keep the last sequence_length tokens",
-        "padding": "front, with id 0",
+        # A model that masks its padding expects it at the end of the row (the cuDNN layout).
+        "padding": "end" if config.mask_padding else "front",
         "pad_id": text.PAD_ID,
         "oov_id": text.OOV_ID,
     }
@@ -50,12 +52,18 @@ def export(
     selected_epoch: int | None,
 ) -> Path:
     """Write models_dir/<run_id>/ atomically (a re-export replaces the folder whole)."""
-    import keras
+    from tasks.training.layers import load_model
+    from tasks.training.model import compile_model, serving_model
 
     dest = models_dir / run_id
     with atomic_dir(dest) as tmp:
-        shutil.copyfile(checkpoint_model, tmp / KERAS_FILE)
-        model = keras.models.load_model(tmp / KERAS_FILE)
+        trained = load_model(checkpoint_model)
+        model = serving_model(trained, config)
+        if model is trained:  # one branch: the checkpoint's file is the model, as saved
+            shutil.copyfile(checkpoint_model, tmp / KERAS_FILE)
+        else:  # the two branches averaged, compiled with the trained optimizer and its state
+            compile_model(model, config.learning_rate, optimizer=trained.optimizer)
+            model.save(tmp / KERAS_FILE)
         model.save(tmp / H5_FILE)
         shutil.copyfile(data.vocabulary_path, tmp / VOCAB_FILE)
         (tmp / TOKENIZER_FILE).write_text(json.dumps(tokenizer_settings(config), indent=2))
@@ -76,6 +84,7 @@ def model_card(card: dict[str, Any]) -> str:
     m = card["test_metrics"]
     cfg = card["config"]
     rows = "\n".join(f"| {k} | `{v}` |" for k, v in cfg.items() if k not in ("sha256",))
+    low, high = m.get("accuracy_ci95", (float("nan"), float("nan")))
     return f"""# IMDB sentiment LSTM — run `{card["run_id"]}`
 
 Binary sentiment classifier (1 = positive) for English movie reviews, trained on the IMDB
@@ -85,7 +94,7 @@ validation `{card["selected_on"]}`; the test split was used once, for the figure
 ## Test metrics ({m["examples"]:,} reviews)
 | metric | value |
 |---|---|
-| accuracy | {m["accuracy"]:.4f} |
+| accuracy | {m["accuracy"]:.4f} (95 % interval {low:.4f}–{high:.4f}) |
 | precision | {m["precision"]:.4f} |
 | recall | {m["recall"]:.4f} |
 | F1 | {m["f1"]:.4f} |
@@ -93,6 +102,10 @@ validation `{card["selected_on"]}`; the test split was used once, for the figure
 | loss | {m["loss"]:.4f} |
 
 ## Files
+The model holds layers of this project (`tasks/training/layers.py`: n-gram ids, naive-Bayes
+logit, masked max pooling). Import that module before `keras.models.load_model` (it registers
+them by name), or call `tasks.training.layers.load_model`, which does both.
+
 - `{KERAS_FILE}`: full model with optimizer state. Inference:
   `keras.models.load_model("{KERAS_FILE}", compile=False)`; further training:
   `keras.models.load_model("{KERAS_FILE}")` then `fit`.
@@ -114,12 +127,11 @@ Tokenised data fingerprint `{card["data_fingerprint"]}`.
 
 def load_for_training(path: Path, learning_rate: float) -> Any:
     """A trainable model from an exported .keras (optimizer kept) or .h5 (fresh optimizer)."""
-    import keras
-
+    from tasks.training.layers import load_model
     from tasks.training.model import compile_model
 
     if path.suffix == ".h5":
-        model = keras.models.load_model(path, compile=False)
+        model = load_model(path, compile=False)
         compile_model(model, learning_rate)
         return model
-    return keras.models.load_model(path)
+    return load_model(path)

@@ -21,7 +21,7 @@ class Predictor:
     """An exported model folder (or a .keras/.h5 file inside one), ready to score text."""
 
     def __init__(self, model_path: Path) -> None:
-        import keras
+        from tasks.training.layers import load_model
 
         folder = model_path if model_path.is_dir() else model_path.parent
         file = model_path if model_path.is_file() else folder / KERAS_FILE
@@ -39,8 +39,10 @@ class Predictor:
                 f"{folder} was tokenised with tokenizer version "
                 f"{self.settings['tokenizer_version']}, this code has {text.TOKENIZER_VERSION}"
             )
+        # Exports before masking was added say "front, with id 0".
+        self.pad_end = self.settings["padding"] == "end"
         self.vocabulary = (folder / VOCAB_FILE).read_text(encoding="utf-8").splitlines()
-        self.model = keras.models.load_model(file, compile=False)
+        self.model = load_model(file, compile=False)
         self.path = file
 
     def encode(self, texts: list[str]) -> Split:
@@ -53,7 +55,7 @@ class Predictor:
         """Probability that each text is positive (padded and batched exactly as in evaluation)."""
         if not texts:
             return np.zeros(0, dtype=np.float64)
-        return predict_split(self.model, self.encode(texts))[1]
+        return predict_split(self.model, self.encode(texts), self.pad_end)[1]
 
 
 def read_texts(path: Path) -> Iterator[str]:

@@ -1,9 +1,10 @@
 """tf.data input pipelines from the tokenised parquet splits.
 
-Batches group reviews of similar length (an LSTM's cost grows with padded length) and are
-padded at the front, so the last LSTM step sees the end of the review, not padding. The batch
-plan of epoch `e` depends only on (seed, e): a resumed run sees exactly the batches the
-uninterrupted run would have seen.
+Batches group reviews of similar length (an LSTM's cost grows with padded length). They are
+padded at the end when the model masks padding (`pad_end`; the only layout the cuDNN LSTM
+accepts with a mask), else at the front, so that an unmasked LSTM's last step sees the end of
+the review. The batch plan of epoch `e` depends only on (seed, e): a resumed run sees exactly
+the batches the uninterrupted run would have seen.
 """
 
 from __future__ import annotations
@@ -100,6 +101,7 @@ def make_dataset(
     first_epoch: int,
     last_epoch: int,
     shuffle: bool = True,
+    pad_end: bool = False,
 ):
     """tf.data.Dataset of (x, y) batches for epochs [first_epoch, last_epoch), in order."""
     import tensorflow as tf
@@ -110,29 +112,30 @@ def make_dataset(
         for b in epoch_plan(split.lengths, batch_size, seed, e, shuffle)
     ]
     batch_rows = tf.ragged.constant([p.tolist() for p in plans], dtype=tf.int64)
-    seqs = tf.RaggedTensor.from_row_splits(
-        tf.constant(split.values[::-1].copy()), tf.constant(split.offsets[-1] - split.offsets[::-1])
-    )
-    # Stored reversed: post-padding a reversed row and reversing back pads it at the front.
+    if pad_end:
+        seqs = tf.RaggedTensor.from_row_splits(split.values, split.offsets)
+    else:  # stored reversed: end-padding a reversed row and reversing back pads it at the front
+        seqs = tf.RaggedTensor.from_row_splits(
+            split.values[::-1].copy(), split.offsets[-1] - split.offsets[::-1]
+        )
     labels = tf.constant(split.labels)
     n = len(split)
 
     def gather(rows: tf.Tensor):
         rows = tf.cast(rows, tf.int64)
-        rev = tf.gather(seqs, n - 1 - rows)
-        dense = rev.to_tensor(default_value=0)
+        dense = tf.gather(seqs, rows if pad_end else n - 1 - rows).to_tensor(default_value=0)
         width = tf.shape(dense)[1]
         padded = tf.maximum((width + _PAD_MULTIPLE - 1) // _PAD_MULTIPLE, 1) * _PAD_MULTIPLE
         dense = tf.pad(dense, [[0, 0], [0, padded - width]])
-        return tf.reverse(dense, axis=[1]), tf.gather(labels, rows)
+        return dense if pad_end else tf.reverse(dense, axis=[1]), tf.gather(labels, rows)
 
     ds = tf.data.Dataset.from_tensor_slices(batch_rows)
     return ds.map(gather, num_parallel_calls=1, deterministic=True).prefetch(2)
 
 
-def make_eval_dataset(split: Split, batch_size: int = EVAL_BATCH):
+def make_eval_dataset(split: Split, batch_size: int = EVAL_BATCH, pad_end: bool = False):
     """Unshuffled (x, y) batches covering each row once, for validation and evaluation."""
-    return make_dataset(split, batch_size, 0, 0, 1, shuffle=False)
+    return make_dataset(split, batch_size, 0, 0, 1, shuffle=False, pad_end=pad_end)
 
 
 def eval_order(split: Split, batch_size: int = EVAL_BATCH) -> np.ndarray:

@@ -1,23 +1,57 @@
-"""The sentiment model: Embedding -> LSTM stack -> Dense(sigmoid)."""
+"""The sentiment model: Embedding -> (Bi)LSTM stack -> pooling, plus an NBSVM n-gram branch.
+
+With `mask_padding` the padding (id 0, at the end of each row) is masked through the LSTM
+and both pools, so a review's score does not depend on the reviews batched with it. With
+`ngram_order` > 0 the output logit is the LSTM head's plus a naive-Bayes weighted n-gram
+branch computed from the same token ids inside the graph (`layers.NgramIds`,
+`layers.NaiveBayesLogit`); its log-count ratios come from the training split
+(`set_ngram_ratios`). With both off and no word vectors this is the earlier model, unchanged.
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
 import keras
+import numpy as np
 
 from tasks.config import PipelineConfig
+from tasks.training import layers
+from tasks.training.layers import (
+    CombinedAccuracy,
+    CombinedProbability,
+    MaskedGlobalAveragePooling1D,
+    MaskedGlobalMaxPooling1D,
+    NaiveBayesLogit,
+    NgramIds,
+)
+
+NGRAM_IDS = "ngram_ids"
+NGRAM_LOGIT = "ngram_logit"
+EMBEDDING = "embedding"
+BRANCHES = "branch_logits"  # output of the two-branch training model: [LSTM, n-gram] logits
 
 
-def build_model(config: PipelineConfig, steps_per_epoch: int = 1) -> keras.Model:
-    """A compiled Keras model for token-id sequences padded at the front with 0."""
+def build_model(
+    config: PipelineConfig, steps_per_epoch: int = 1, word_vectors: np.ndarray | None = None
+) -> keras.Model:
+    """A compiled Keras model for token-id sequences padded with 0 (`word_vectors`, if given,
+    replace the embedding's random initial values)."""
     inputs = keras.Input(shape=(None,), dtype="int32", name="token_ids")
-    x = keras.layers.Embedding(config.vocab_size, config.embedding_dim, name="embedding")(inputs)
+    embedding = keras.layers.Embedding(
+        config.vocab_size, config.embedding_dim, mask_zero=config.mask_padding, name=EMBEDDING
+    )
+    x = embedding(inputs)
+    if word_vectors is not None:
+        embedding.embeddings.assign(word_vectors)
     if config.embedding_dropout:
         x = keras.layers.SpatialDropout1D(
             config.embedding_dropout, seed=config.seed, name="embedding_dropout"
         )(x)
     for i in range(config.lstm_layers):
         top = i == config.lstm_layers - 1
-        # cuDNN path on GPU: default activations, no recurrent_dropout/mask, use_cudnn="auto".
+        # cuDNN path on GPU: default activations, no recurrent_dropout, use_cudnn="auto", and a
+        # mask only over end padding.
         layer = keras.layers.LSTM(
             config.lstm_units,
             # Lower layers feed the next LSTM; the top one feeds pooling or the output.
@@ -31,29 +65,96 @@ def build_model(config: PipelineConfig, steps_per_epoch: int = 1) -> keras.Model
     # pool alone is what a bag-of-embeddings model does well on IMDB (0.887 measured here).
     pools = []
     if config.pooling in ("max", "max_mean"):
-        pools.append(keras.layers.GlobalMaxPooling1D(name="max_pool")(x))
+        pool = MaskedGlobalMaxPooling1D if config.mask_padding else keras.layers.GlobalMaxPooling1D
+        pools.append(pool(name="max_pool")(x))
     if config.pooling in ("mean", "max_mean"):
-        pools.append(keras.layers.GlobalAveragePooling1D(name="mean_pool")(x))
+        mean = (
+            MaskedGlobalAveragePooling1D
+            if config.mask_padding
+            else keras.layers.GlobalAveragePooling1D
+        )
+        pools.append(mean(name="mean_pool")(x))
     if pools:
         x = pools[0] if len(pools) == 1 else keras.layers.Concatenate(name="pools")(pools)
     if config.dropout:
         x = keras.layers.Dropout(config.dropout, seed=config.seed, name="dropout")(x)
-    outputs = keras.layers.Dense(1, activation="sigmoid", name="sentiment")(x)
+    if config.ngram_order:
+        grams = NgramIds(
+            config.vocab_size, config.ngram_buckets, config.ngram_order, name=NGRAM_IDS
+        )
+        ngram = NaiveBayesLogit(
+            grams.size,
+            rate=config.ngram_rate,
+            dropout=config.ngram_dropout,
+            seed=config.seed,
+            name=NGRAM_LOGIT,
+        )(grams(inputs))
+        lstm = keras.layers.Dense(1, name="lstm_logit")(x)
+        # Trained as an ensemble (each branch on its own loss); `serving_model` combines them.
+        outputs = keras.layers.Concatenate(name=BRANCHES)([lstm, ngram])
+    else:
+        outputs = keras.layers.Dense(1, activation="sigmoid", name="sentiment")(x)
     model = keras.Model(inputs, outputs, name="sentiment_lstm")
     rate = config.learning_rate
     if config.lr_schedule == "cosine":
         # A function of the optimizer's step count, which checkpoints keep: resumes stay exact.
         rate = keras.optimizers.schedules.CosineDecay(rate, steps_per_epoch * config.epochs)
-    compile_model(model, rate)
+    compile_model(model, rate, weights=branch_weights(config))
     return model
 
 
+def branch_weights(config: PipelineConfig) -> tuple[float, float]:
+    """Weights of the [LSTM, n-gram] logits in the combined probability."""
+    return (config.lstm_weight, 1.0)
+
+
+def set_ngram_ratios(model: keras.Model, batches: Any) -> None:
+    """Set the n-gram branch's naive-Bayes log-count ratios from labelled `batches` of
+    (token ids, labels): r = log((p / |p|) / (q / |q|)), p and q the smoothed counts of
+    reviews holding each n-gram among the positive and negative ones (Wang & Manning 2012).
+
+    The n-gram ids come from the model's own `NgramIds` layer: the same hashing as in use.
+    """
+    grams = model.get_layer(NGRAM_IDS)
+    pos = np.ones(grams.size)  # add-one smoothing
+    neg = np.ones(grams.size)
+    for x, y in batches:
+        ids = np.asarray(grams(x))
+        labels = np.asarray(y).astype(bool)
+        for counts, rows in ((pos, ids[labels]), (neg, ids[~labels])):
+            present = rows[rows > 0]  # each id at most once per review; 0 fills the rest
+            counts += np.bincount(present, minlength=grams.size)
+    ratios = np.log(pos / pos.sum()) - np.log(neg / neg.sum())
+    ratios[:2] = 0.0  # padding and out-of-vocabulary ids carry nothing
+    model.get_layer(NGRAM_LOGIT).set_ratios(ratios.astype(np.float32))
+
+
+def is_two_branch(model: keras.Model) -> bool:
+    """Whether `model` is the two-branch training model (its output: the branch logits)."""
+    return model.layers[-1].name == BRANCHES
+
+
+def serving_model(model: keras.Model, config: PipelineConfig) -> keras.Model:
+    """The model that scores reviews: one probability per review. For the two-branch model,
+    the sigmoid of its branches' weighted logits (same layers and weights); else `model`."""
+    if not is_two_branch(model):
+        return model
+    prob = CombinedProbability(branch_weights(config), name="sentiment")(model.outputs[0])
+    return keras.Model(model.inputs, prob, name=model.name)
+
+
 def compile_model(
-    model: keras.Model, learning_rate: float | keras.optimizers.schedules.LearningRateSchedule
+    model: keras.Model,
+    learning_rate: float | keras.optimizers.schedules.LearningRateSchedule,
+    optimizer: keras.optimizers.Optimizer | None = None,
+    weights: tuple[float, float] = (1.0, 1.0),
 ) -> None:
-    """Adam + binary cross-entropy; used for fresh models and for models loaded from .h5."""
+    """Adam (or `optimizer`, to carry its state over) and binary cross-entropy: per branch of
+    a two-branch model (accuracy of its branches combined with `weights`), else on its
+    probability. For fresh models and for ones loaded from .h5."""
+    two = is_two_branch(model)
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate),
-        loss="binary_crossentropy",
-        metrics=["accuracy"],
+        optimizer=optimizer or keras.optimizers.Adam(learning_rate),
+        loss=layers.branch_crossentropy if two else "binary_crossentropy",
+        metrics=[CombinedAccuracy(weights) if two else "accuracy"],
     )

@@ -14,6 +14,7 @@ from prefect.runtime import task_run
 
 from tasks.config import PipelineConfig
 from tasks.data.processed import ProcessedData
+from tasks.pretraining.word2vec import WordVectors
 from tasks.training import checkpoint, train
 
 # Training holds at an epoch boundary while the file this names exists: after the epoch's
@@ -39,9 +40,11 @@ def train_model(
     data: ProcessedData,
     run_dir: Path,
     latest: checkpoint.Checkpoint | None = None,
+    word_vectors: WordVectors | None = None,
 ) -> train.TrainResult:
     """Fit the model, continuing from `latest` (the run's newest valid checkpoint, verified by
-    the caller) or, on a retry or when not given, from the newest one found now."""
+    the caller) or, on a retry or when not given, from the newest one found now; a model
+    trained from scratch starts from `word_vectors`."""
     logger = get_run_logger()
     if latest is None or task_run.run_count > 1:  # a failed attempt may have saved newer ones
         latest = checkpoint.find_latest_checkpoint(run_dir)
@@ -56,6 +59,9 @@ def train_model(
         )
         hold_if_requested(logger.info)
 
-    result = train.train(config, data, run_dir, resume=latest, on_epoch=on_epoch)
+    vectors = word_vectors.load() if word_vectors is not None and latest is None else None
+    result = train.train(
+        config, data, run_dir, resume=latest, on_epoch=on_epoch, word_vectors=vectors
+    )
     update_progress_artifact(progress, 100.0)
     return result

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from tasks.config import PipelineConfig
 from tasks.data.processed import ProcessedData
 from tasks.training import checkpoint as ckpt
@@ -72,13 +74,16 @@ def train(
     run_dir: Path,
     resume: ckpt.Checkpoint | None = None,
     on_epoch: EpochHook | None = None,
+    word_vectors: np.ndarray | None = None,
 ) -> TrainResult:
-    """Train from scratch, or continue from `resume` exactly where it stopped."""
+    """Train from scratch (the embedding initialised with `word_vectors` if given), or continue
+    from `resume` exactly where it stopped."""
     import keras
 
     from tasks.training import dataset
     from tasks.training.callback import CheckpointCallback
-    from tasks.training.model import build_model
+    from tasks.training.layers import load_model
+    from tasks.training.model import build_model, set_ngram_ratios
 
     t0 = time.perf_counter()
     # First: a multi-worker strategy configures collective ops before TF is otherwise used.
@@ -92,10 +97,12 @@ def train(
     # any strategy or worker count.
     with strategy.scope():
         if resume is None:
-            model = build_model(config, steps)
+            model = build_model(config, steps, word_vectors)
+            if config.ngram_order:
+                set_ngram_ratios(model, dataset.make_eval_dataset(train_split))
             tracker = Tracker()
         else:
-            model = keras.models.load_model(resume.model_path)
+            model = load_model(resume.model_path)
             state = resume.state()
             ckpt.restore_seed_generator_states(model, state["seed_generators"])
             tracker = Tracker.from_state(state)
@@ -118,9 +125,14 @@ def train(
     )
     if initial_epoch < config.epochs and not tracker.stopped_early:
         train_ds = dataset.make_dataset(
-            train_split, config.batch_size, config.seed, initial_epoch, config.epochs
+            train_split,
+            config.batch_size,
+            config.seed,
+            initial_epoch,
+            config.epochs,
+            pad_end=config.mask_padding,
         )
-        val_ds = dataset.make_eval_dataset(val_split)
+        val_ds = dataset.make_eval_dataset(val_split, pad_end=config.mask_padding)
         train_ds = distribute_options(train_ds, strategy)
         val_ds = distribute_options(val_ds, strategy)
         if config.distribution != "none":

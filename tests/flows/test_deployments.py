@@ -25,6 +25,8 @@ def _params(archive: Path, tmp: Path, epochs: int, **extra) -> str:
         "artifacts_dir": str(tmp / "artifacts"),
         "vocab_size": 60,
         "sequence_length": 64,
+        "ngram_buckets": 1024,
+        "word2vec_epochs": 1,
         "embedding_dim": 8,
         "lstm_units": 8,
         "bidirectional": False,

@@ -59,7 +59,8 @@ def _shard_states(parent_flow_run_id: UUID, expected: int, timeout_s: float = 30
 def test_dask_cluster_of_two_processes_writes_the_default_paths_data(
     small_archive: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Given the small archive (160 labelled reviews), prepared once on the default path
+    # Given the small archive (160 labelled + 20 unlabelled reviews), prepared once on the
+    # default path
     common = {"source": str(small_archive), "sha256": file_sha256(small_archive), "vocab_size": 60}
     default = prepare(PipelineConfig(**common, data_dir=tmp_path / "default"))
 
@@ -73,7 +74,7 @@ def test_dask_cluster_of_two_processes_writes_the_default_paths_data(
     # Then it succeeds, with every shard a completed Prefect task run
     assert state.is_completed(), state
     sharded = state.result()
-    assert _shard_states(state.state_details.flow_run_id, 7) == ["Completed"] * 7
+    assert _shard_states(state.state_details.flow_run_id, 8) == ["Completed"] * 8
     # and it describes the same data: same fingerprint and counts, in its own folder
     assert sharded["fingerprint"] == default["fingerprint"]
     assert sharded["counts"] == default["counts"]

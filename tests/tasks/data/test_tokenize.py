@@ -41,7 +41,7 @@ def _vocabulary(data: ProcessedData) -> list[str]:
     return data.vocabulary_path.read_text(encoding="utf-8").splitlines()
 
 
-REVIEW = re.compile(r"^aclImdb/(train|test)/(pos|neg)/(\d+)_(\d+)\.txt$")
+REVIEW = re.compile(r"^aclImdb/(train|test)/(pos|neg|unsup)/(\d+)_(\d+)\.txt$")
 
 
 def _quiet(_: str) -> None:
@@ -148,15 +148,19 @@ def test_rows_hold_the_archive_reviews(built: ProcessedData, small_archive: Path
     # When all output rows are gathered
     rows = [row for table in _tables(built).values() for row in table.to_pylist()]
 
-    # Then each labelled review appears exactly once (unsup and others are left out)
+    # Then each review appears exactly once (other members such as *.feat are left out)
     assert sorted(r["review_id"] for r in rows) == sorted(reviews)
-    # with its original text, rating, label and split
+    # with its original text, rating, label and split; unlabelled ones have neither label nor
+    # rating, and a split of their own
     for row in rows:
         split, folder, rating, body = reviews[row["review_id"]]
         assert row["text"] == body
-        assert row["rating"] == rating
-        assert row["label"] == (1 if folder == "pos" else 0)
-        assert row["split"] == split or (split, row["split"]) == ("train", "validation")
+        if folder == "unsup":
+            assert (row["split"], row["label"], row["rating"]) == ("unsup", None, None)
+        else:
+            assert row["rating"] == rating
+            assert row["label"] == (1 if folder == "pos" else 0)
+            assert row["split"] == split or (split, row["split"]) == ("train", "validation")
         assert row["movie_id"] is not None and row["movie_id"].startswith("tt")
 
 
@@ -530,7 +534,7 @@ def test_shards_tokenised_elsewhere_give_the_same_files(
     data = tokenize_archive(small_archive, SHA, root, PARAMS, progress=_quiet, submit=submit)
 
     # Then every review went through a shard, and every file is byte for byte the same
-    assert shards == [24] * 6 + [16]
+    assert shards == [24] * 7 + [12]  # 160 labelled + 20 unlabelled reviews
     assert data.fingerprint == expected.fingerprint
     for name in ["vocab.txt", *(f"{s}.parquet" for s in SPLITS)]:
         assert file_sha256(data.path / name) == file_sha256(expected.path / name), name
@@ -588,3 +592,34 @@ def test_assign_validation_does_not_depend_on_review_order() -> None:
     chosen_a = {m for m, v in zip(movie_ids, a, strict=True) if v}
     chosen_b = {m for m, v in zip(shuffled, b, strict=True) if v}
     assert chosen_a == chosen_b
+
+
+def test_unlabelled_reviews_form_their_own_split_with_the_training_vocabulary(
+    built: ProcessedData,
+) -> None:
+    # Given the small archive's 20 unlabelled reviews, tokenised
+    unsup = _tables(built)["unsup"]
+
+    # Then they are a split of their own: no label, no rating, ids from the same vocabulary
+    assert len(unsup) == built.counts["unsup"]["rows"] == 20
+    assert unsup["label"].null_count == unsup["rating"].null_count == 20
+    assert set(unsup["split"].to_pylist()) == {"unsup"}
+    vocabulary = _vocabulary(built)
+    assert max(max(ids, default=0) for ids in unsup["token_ids"].to_pylist()) < len(vocabulary)
+
+
+def test_an_archive_without_unlabelled_reviews_still_prepares_and_says_so(
+    tmp_path: Path,
+) -> None:
+    # Given an older or trimmed archive with no train/unsup folder
+    archive = build_archive(tmp_path / "trimmed.tar.gz", unsup=0)
+
+    # When it is tokenised
+    warnings: list[str] = []
+    data = tokenize_archive(archive, SHA, tmp_path / "p", PARAMS, _quiet, warn=warnings.append)
+
+    # Then the unlabelled split is empty, and a warning names what is missing
+    assert data.counts["unsup"]["rows"] == 0
+    assert pq.read_table(data.split_path("unsup")).num_rows == 0
+    assert len(warnings) == 1 and "aclImdb/train/unsup/" in warnings[0]
+    assert data.counts["train"]["rows"] > 0

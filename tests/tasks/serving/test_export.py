@@ -54,22 +54,26 @@ def test_export_writes_the_model_folder(exported: Exported) -> None:
 def test_exported_models_predict_the_same_in_a_fresh_process(
     exported: Exported, tmp_path: Path
 ) -> None:
-    import keras
+    from tasks.training.layers import load_model
+    from tasks.training.model import serving_model
 
-    # Given inputs padded at the front, and the in-memory predictions of the best checkpoint
+    # Given inputs padded at the end (the model masks them), and the in-memory predictions
+    # of the best checkpoint as it serves
     rng = np.random.default_rng(0)
     x = rng.integers(1, 60, size=(6, 40)).astype(np.int32)
-    x[:3, :10] = 0
+    x[:3, -10:] = 0
     np.save(tmp_path / "x.npy", x)
-    best = keras.models.load_model(exported.best.model_path, compile=False)
+    best = serving_model(load_model(exported.best.model_path, compile=False), exported.config)
     expected = np.asarray(best(x, training=False))
 
-    # When the exported .keras and .h5 are loaded and run in a new Python process
+    # When the exported .keras and .h5 are loaded and run in a new Python process, the way
+    # the model card says: import the project's layers, then keras.models.load_model
     script = textwrap.dedent(
         """
         import sys
         import numpy as np
         import keras
+        import tasks.training.layers  # registers the model's own layers by name
 
         folder, work = sys.argv[1], sys.argv[2]
         x = np.load(f"{work}/x.npy")

@@ -173,13 +173,16 @@ def _batches(ds) -> list[tuple[np.ndarray, np.ndarray]]:
     return [(np.asarray(x), np.asarray(y)) for x, y in ds]
 
 
-def test_make_dataset_yields_front_padded_batches(varied_split_path: Path) -> None:
+@pytest.mark.parametrize("pad_end", [False, True], ids=["front", "end"])
+def test_make_dataset_yields_padded_batches(varied_split_path: Path, pad_end: bool) -> None:
     # Given a split of varied lengths (label == row number)
     split = dataset.load_split(varied_split_path, sequence_length=70)
     rows = _rows(split)
 
-    # When the batches of two epochs are made
-    batches = _batches(dataset.make_dataset(split, 16, seed=3, first_epoch=0, last_epoch=2))
+    # When the batches of two epochs are made, padded at the front or at the end
+    batches = _batches(
+        dataset.make_dataset(split, 16, seed=3, first_epoch=0, last_epoch=2, pad_end=pad_end)
+    )
 
     # Then there is one batch per planned step of each epoch
     assert len(batches) == 2 * dataset.steps_per_epoch(len(split), 16)
@@ -189,11 +192,13 @@ def test_make_dataset_yields_front_padded_batches(varied_split_path: Path) -> No
         assert x.shape[1] % 32 == 0
         for xi, label in zip(x, y, strict=True):
             seq = rows[int(label)]
-            # zeros only at the start; the non-zero tail is the sequence itself
+            # zeros only at one end (the start, or the end where the model masks them, the
+            # only layout cuDNN's LSTM accepts with a mask); the rest is the sequence itself
             pad = x.shape[1] - len(seq)
             assert pad >= 0
-            assert not xi[:pad].any()
-            assert xi[pad:].tolist() == seq
+            padding, tokens = (xi[len(seq) :], xi[: len(seq)]) if pad_end else (xi[:pad], xi[pad:])
+            assert not padding.any()
+            assert tokens.tolist() == seq
             seen.append(int(label))
     # And every row appears once per epoch
     assert sorted(seen) == sorted(list(range(len(split))) * 2)

@@ -280,7 +280,8 @@ def test_the_lstm_keeps_every_condition_of_the_cudnn_kernel(tmp_path: Path) -> N
     model = build_model(_config(tmp_path, bidirectional=True, lstm_layers=2))
 
     # Then each LSTM keeps what Keras' cuDNN path needs: default activations, a bias, no
-    # recurrent dropout, no unrolling, use_cudnn "auto", and no mask from the embedding
+    # recurrent dropout, no unrolling, use_cudnn "auto", and a mask only over padding that the
+    # input pipeline puts at the end of each row (tests/tasks/training/test_dataset.py)
     lstms = _lstms(model)
     assert len(lstms) == 4
     for lstm in lstms:
@@ -289,7 +290,7 @@ def test_the_lstm_keeps_every_condition_of_the_cudnn_kernel(tmp_path: Path) -> N
         assert lstm.unroll is False and lstm.use_bias is True
         assert lstm.activation is keras.activations.tanh
         assert lstm.recurrent_activation is keras.activations.sigmoid
-    assert model.get_layer("embedding").mask_zero is False
+    assert model.get_layer("embedding").mask_zero is True
     assert not any(isinstance(layer, keras.layers.Masking) for layer in model.layers)
     # And without a GPU the generic loop runs (the GPU test below checks the cuDNN kernel)
     if not tf.config.list_logical_devices("GPU"):

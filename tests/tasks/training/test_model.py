@@ -13,6 +13,9 @@ from tests.imdb_fixtures import tiny_config
 BASE = ["token_ids", "embedding", "embedding_dropout"]
 POOLS = ["max_pool", "mean_pool", "pools"]
 HEAD = ["dropout", "sentiment"]
+# The earlier model: front padding without a mask, no n-gram branch ("off" for each addition)
+EARLIER = {"mask_padding": False, "ngram_order": 0}
+TWO_BRANCH_HEAD = ["dropout", "ngram_ids", "lstm_logit", "ngram_logit", "branch_logits"]
 
 
 def _names(model) -> list[str]:
@@ -57,8 +60,9 @@ def _batch(rows: int = 3, length: int = 40) -> np.ndarray:
 def test_config_switches_give_the_expected_layers_and_output(
     tmp_path: Path, overrides: dict, expected: list[str]
 ) -> None:
-    # Given the tiny config (one unidirectional LSTM, max+mean pooling) with some switches
-    config = tiny_config(tmp_path, **overrides)
+    # Given the tiny config (one unidirectional LSTM, max+mean pooling) as the earlier model,
+    # with some switches
+    config = tiny_config(tmp_path, **{**EARLIER, **overrides})
 
     # When the model is built and run on a batch
     model = build_model(config)
@@ -68,6 +72,36 @@ def test_config_switches_give_the_expected_layers_and_output(
     assert _names(model) == expected
     assert prob.shape == (3, 1)
     assert np.all((prob >= 0) & (prob <= 1))
+
+
+def test_the_default_model_masks_padding_and_trains_two_branches(tmp_path: Path) -> None:
+    import keras
+
+    from tasks.training.layers import MaskedGlobalMaxPooling1D
+    from tasks.training.model import is_two_branch, serving_model
+
+    # Given the tiny config with the defaults: masked padding and the n-gram branch
+    config = tiny_config(tmp_path)
+    model = build_model(config)
+
+    # Then the embedding masks id 0, the max pool honours the mask, and the training model
+    # outputs one logit per branch, trained on their own losses
+    assert _names(model) == [*BASE, "lstm_1", *POOLS, *TWO_BRANCH_HEAD]
+    assert model.get_layer("embedding").mask_zero is True
+    assert isinstance(model.get_layer("max_pool"), MaskedGlobalMaxPooling1D)
+    assert is_two_branch(model)
+    assert np.asarray(model(_batch(), training=False)).shape == (3, 2)
+    assert model.loss.__name__ == "branch_crossentropy"
+
+    # When turned into the serving model / Then one probability: the sigmoid of the LSTM
+    # logit weighted by lstm_weight plus the n-gram logit
+    serving = serving_model(model, config)
+    logits = np.asarray(model(_batch(), training=False))
+    prob = np.asarray(serving(_batch(), training=False))
+    assert prob.shape == (3, 1)
+    combined = config.lstm_weight * logits[:, :1] + logits[:, 1:]
+    assert np.allclose(prob, 1 / (1 + np.exp(-combined)), atol=1e-6)
+    assert isinstance(serving, keras.Model) and serving_model(serving, config) is serving
 
 
 def test_lower_lstm_layers_feed_sequences_and_the_top_one_its_pooling(tmp_path: Path) -> None:
@@ -86,7 +120,9 @@ def test_built_model_is_compiled_with_the_config_learning_rate(tmp_path: Path) -
     import keras
 
     # Given a constant and a cosine learning rate
-    constant = build_model(tiny_config(tmp_path, lr_schedule="constant", learning_rate=0.01))
+    constant = build_model(
+        tiny_config(tmp_path, **EARLIER, lr_schedule="constant", learning_rate=0.01)
+    )
     cosine = build_model(tiny_config(tmp_path, lr_schedule="cosine", epochs=3), steps_per_epoch=5)
 
     # Then both are compiled with Adam; the cosine decays to 0 over every step of every epoch
@@ -103,10 +139,11 @@ def test_built_model_is_compiled_with_the_config_learning_rate(tmp_path: Path) -
 def test_compile_model_recompiles_a_model_loaded_from_h5(tmp_path: Path) -> None:
     import keras
 
-    # Given a built model saved as .h5, then loaded without compiling
-    original = build_model(tiny_config(tmp_path))
+    # Given a built model (the earlier one, whose output is the probability) saved as .h5,
+    # then loaded without compiling
+    original = build_model(tiny_config(tmp_path, **EARLIER))
     original.save(tmp_path / "model.h5")
-    loaded = keras.models.load_model(tmp_path / "model.h5", compile=False)
+    loaded = keras.models.load_model(tmp_path / "model.h5", compile=False)  # layers registered
     assert not loaded.compiled
 
     # When it is compiled

@@ -24,6 +24,7 @@ import pytest
 
 from tasks.config import PipelineConfig
 from tasks.data.processed import ProcessedData
+from tasks.pretraining.word2vec import learn_word_vectors
 from tasks.training import checkpoint as ckpt
 from tasks.training import train as train_mod
 from tests.imdb_fixtures import tiny_config, tokenize_small
@@ -115,9 +116,9 @@ def epochs_of(folder: Path) -> list[int]:
 
 
 def load(path: Path):
-    import keras
+    from tasks.training.layers import load_model
 
-    return keras.models.load_model(path)
+    return load_model(path)
 
 
 def assert_same_model(expected: ckpt.Checkpoint, actual: ckpt.Checkpoint) -> None:
@@ -166,7 +167,15 @@ def test_a_run_killed_again_and_again_ends_bit_identical_to_an_uninterrupted_one
         assert result.resume_from == resume_from, result.output
         assert_no_incomplete_checkpoint(run_dir)
 
-    # Given a run killed while writing the manifest of its epoch-2 checkpoint
+    # Given a run killed in its pretraining stage, after learning the word vectors, before
+    # their folder was complete
+    killed_at("pretrain", resume_from=0)
+    # Then no vectors and no checkpoint are there to be taken
+    pretrained = run_dir.with_name("run.pretrained")
+    assert [p.name for p in pretrained.iterdir() if not p.name.startswith(".")] == []
+    assert epochs_of(checkpoints) == []
+
+    # When it is restarted and killed while writing the manifest of its epoch-2 checkpoint
     killed_at("ckpt:2", resume_from=0)
     # Then only epoch 1 counts; epoch 2 is a temporary folder without a manifest
     assert epochs_of(checkpoints) == [1]
@@ -219,8 +228,12 @@ def test_a_damaged_newest_checkpoint_is_skipped_and_the_resume_still_ends_exact(
         if done == 3:
             raise Interrupted
 
+    # (pretrained as the child process of the reference run is, tests/train_child.py)
+    vectors = learn_word_vectors(setup.data, setup.config, tmp_path / "run.pretrained").load()
     with pytest.raises(Interrupted):
-        train_mod.train(setup.config, setup.data, run_dir, on_epoch=stop_after_3)
+        train_mod.train(
+            setup.config, setup.data, run_dir, on_epoch=stop_after_3, word_vectors=vectors
+        )
     assert epochs_of(run_dir / "checkpoints") == [1, 2, 3]
 
     # And whose newest checkpoint was damaged (model.keras truncated)

@@ -30,9 +30,9 @@ def _config(tmp_path: Path, **overrides) -> PipelineConfig:
 
 
 def _weights(checkpoint: ckpt.Checkpoint) -> list[np.ndarray]:
-    import keras
+    from tasks.training.layers import load_model
 
-    return keras.models.load_model(checkpoint.model_path).get_weights()
+    return load_model(checkpoint.model_path).get_weights()
 
 
 def test_train_keeps_checkpoints_best_model_history_and_tensorboard(

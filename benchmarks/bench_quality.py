@@ -1,0 +1,194 @@
+"""Model quality ablation on the real archive: test accuracy with its 95 % interval, McNemar's
+paired test against the earlier default, training time and time to 0.90 validation accuracy.
+
+Sides, each in its own process, on the same tokenised data (selection on validation only; the
+test split is scored once per side, at the end):
+- `nbsvm`: the reference. Uni- and bigram presence from the project's token ids, scaled by
+  naive-Bayes log-count ratios, logistic regression (scikit-learn) with C chosen on the
+  movie-disjoint validation split (Wang & Manning 2012).
+- `earlier`: the earlier default model (front padding, no mask, 400 tokens, random embedding).
+- `masked`: + padding at the end, masked through LSTM and pooling, 800 tokens.
+- `vectors`: + word2vec vectors learnt from train + unlabelled reviews (pretraining timed).
+- `ngrams`: + the naive-Bayes n-gram branch, without word vectors.
+- `default`: the new default config (all of the above).
+
+Usage: python benchmarks/bench_quality.py [--epochs E] [--side NAME]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks._common import REAL_ARCHIVE, REAL_SHA256, ROOT, run_isolated  # noqa: E402
+
+EARLIER = {"mask_padding": False, "sequence_length": 400, "word_vectors": "none", "ngram_order": 0}
+SIDES = {
+    "earlier": EARLIER,
+    "masked": {**EARLIER, "mask_padding": True, "sequence_length": 800},
+    "vectors": {
+        **EARLIER,
+        "mask_padding": True,
+        "sequence_length": 800,
+        "word_vectors": "word2vec",
+    },
+    "ngrams": {"word_vectors": "none"},
+    "default": {},
+}
+
+
+def _config(overrides: dict, epochs: int | None):
+    from tasks.config import PipelineConfig
+
+    extra = {"epochs": epochs} if epochs else {}
+    return PipelineConfig(
+        source=str(REAL_ARCHIVE), sha256=REAL_SHA256, data_dir=ROOT / "data", **overrides, **extra
+    )
+
+
+def _data(config):
+    from tasks.data.processed import TokenizeParams
+    from tasks.data.tokenize import tokenize_archive
+
+    root = config.data_dir / "processed"
+    params = TokenizeParams.from_config(config)
+    return tokenize_archive(Path(config.source), config.sha256, root, params)
+
+
+def nbsvm_side(out: Path) -> dict:
+    """The NBSVM reference: fitted here, C picked on validation, scored once on test."""
+    import numpy as np
+    import pyarrow.parquet as pq
+    import scipy.sparse as sp
+    from sklearn.linear_model import LogisticRegression
+
+    config = _config({}, None)
+    data = _data(config)
+    t0 = time.perf_counter()
+    vocab = config.vocab_size
+
+    def rows(split: str):
+        table = pq.read_table(data.split_path(split), columns=["token_ids", "label"])
+        return table.column("token_ids").to_pylist(), np.asarray(table.column("label"))
+
+    def grams(ids: list[int]) -> set[int]:
+        return {*ids, *(vocab + a * vocab + b for a, b in zip(ids, ids[1:], strict=False))}
+
+    splits = {s: rows(s) for s in ("train", "validation", "test")}
+    columns: dict[int, int] = {}
+    for ids in splits["train"][0]:
+        for g in grams(ids):
+            columns.setdefault(g, len(columns))
+
+    def matrix(docs: list[list[int]]):
+        indptr, indices = [0], []
+        for ids in docs:
+            indices.extend(sorted(columns[g] for g in grams(ids) if g in columns))
+            indptr.append(len(indices))
+        values = np.ones(len(indices), dtype=np.float32)
+        return sp.csr_matrix((values, indices, indptr), shape=(len(docs), len(columns)))
+
+    x = {s: matrix(docs) for s, (docs, _) in splits.items()}
+    y = {s: labels for s, (_, labels) in splits.items()}
+    p = np.asarray(x["train"][y["train"] == 1].sum(0)).ravel() + 1
+    q = np.asarray(x["train"][y["train"] == 0].sum(0)).ravel() + 1
+    r = np.log((p / p.sum()) / (q / q.sum())).astype(np.float32)
+    scaled = {s: m.multiply(r).tocsr() for s, m in x.items()}
+    best = None
+    for c in (0.1, 0.3, 1.0, 3.0):
+        model = LogisticRegression(C=c, solver="liblinear", max_iter=1000)
+        model.fit(scaled["train"], y["train"])
+        val = float((model.predict(scaled["validation"]) == y["validation"]).mean())
+        if best is None or val > best[0]:
+            best = (val, c, model)
+    val, c, model = best
+    correct = model.predict(scaled["test"]) == y["test"]
+    np.save(out, correct)
+    return {"val_accuracy": val, "C": c, "train_seconds": time.perf_counter() - t0}
+
+
+def model_side(name: str, epochs: int | None, out: Path) -> dict:
+    """Pretrain (if the side uses word vectors), train and evaluate one config."""
+    import numpy as np
+
+    from tasks.evaluation import evaluate
+    from tasks.pretraining.word2vec import learn_word_vectors
+    from tasks.training.dataset import load_split
+    from tasks.training.layers import load_model
+    from tasks.training.model import serving_model
+    from tasks.training.train import train
+
+    config = _config(SIDES[name], epochs)
+    data = _data(config)
+    t0 = time.perf_counter()
+    vectors = None
+    if config.word_vectors != "none":
+        root = config.data_dir / "pretrained"
+        vectors = learn_word_vectors(data, config, root, progress=lambda m: None).load()
+    pretrain_seconds = time.perf_counter() - t0
+    epoch_ends: list[tuple[float, float]] = []
+
+    def on_epoch(done: int, total: int, metrics: dict[str, float]) -> None:
+        epoch_ends.append((time.perf_counter() - t0, metrics["val_accuracy"]))
+
+    with tempfile.TemporaryDirectory() as tmp:
+        run_dir = Path(tmp) / "run"
+        run_dir.mkdir()
+        result = train(config, data, run_dir, on_epoch=on_epoch, word_vectors=vectors)
+        seconds = time.perf_counter() - t0
+        model = serving_model(load_model(result.best.model_path, compile=False), config)
+        split = load_split(data.split_path("test"), config.sequence_length)
+        labels, prob = evaluate.predict_split(model, split, config.mask_padding)
+    np.save(out, (prob >= 0.5) == labels)
+    reached = next((t for t, v in epoch_ends if v >= 0.90), None)
+    return {
+        "val_accuracy": [round(v, 4) for _, v in epoch_ends],
+        "selected_epoch": result.best_epoch,
+        "pretrain_seconds": round(pretrain_seconds, 1),
+        "train_seconds": round(seconds, 1),  # pretraining + training
+        "seconds_to_val_0.90": None if reached is None else round(reached, 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--epochs", type=int, default=None, help="default: the config's")
+    parser.add_argument("--side", choices=["nbsvm", *SIDES])
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    if args.side:
+        result = nbsvm_side(args.out) if args.side == "nbsvm" else None
+        result = result or model_side(args.side, args.epochs, args.out)
+        print(json.dumps(result))
+        return
+    import numpy as np
+
+    from tasks.evaluation.stats import accuracy_interval, mcnemar
+
+    extra = ["--epochs", str(args.epochs)] if args.epochs else []
+    rows = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        correct = {}
+        for side in ("nbsvm", *SIDES):
+            out = Path(tmp) / f"{side}.npy"
+            rows[side] = run_isolated(Path(__file__), "--side", side, "--out", str(out), *extra)
+            correct[side] = np.load(out)
+    for side, row in rows.items():
+        right, n = int(correct[side].sum()), len(correct[side])
+        low, high = accuracy_interval(right, n)
+        row["test_accuracy"] = round(right / n, 4)
+        row["test_ci95"] = [round(low, 4), round(high, 4)]
+        if side != "earlier":
+            p_value = mcnemar(correct[side], correct["earlier"])["p_value"]
+            row["mcnemar_p_vs_earlier"] = float(f"{p_value:.3g}")
+    print(json.dumps({"benchmark": "quality", "epochs": args.epochs, "sides": rows}))
+
+
+if __name__ == "__main__":
+    main()

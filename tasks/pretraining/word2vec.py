@@ -1,0 +1,174 @@
+"""learn_word_vectors: word2vec on the training and unlabelled reviews -> the embedding's start.
+
+gensim's Word2Vec (C-optimised CBOW) learns a vector per vocabulary id from the reviews of the
+`train` split and the archive's 50,000 unlabelled ones (`unsup`); validation and test text are
+not used. The vectors are written to data/pretrained/<key>/, where the key hashes the data
+fingerprint, the config's PRETRAIN fields and this module's source: that folder is the cache,
+reused only while its manifest verifies, and written atomically, so a crash leaves no
+half-written vectors. With `deterministic` gensim trains in one thread (its threads interleave
+updates in a timing-dependent order) and hashes words with a fixed function, so the same data
+and settings give the same vectors, bit for bit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from tasks.config import PRETRAIN, PipelineConfig
+from tasks.core.atomic import atomic_dir, atomic_write_text, file_record, verify_files
+from tasks.data.processed import UNLABELLED, ProcessedData
+
+VECTORS_FILE = "vectors.npy"
+MANIFEST = "manifest.json"
+CORPUS = ("train", UNLABELLED)
+_CODE = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WordVectors:
+    """A verified folder of pretrained vectors: row i of `vectors.npy` is vocabulary id i."""
+
+    path: Path
+    key: str
+
+    def load(self) -> np.ndarray:
+        return np.load(self.path / VECTORS_FILE)
+
+
+def vectors_key(data: ProcessedData, config: PipelineConfig) -> str:
+    """Digest of what the vectors depend on: data, PRETRAIN settings, this module's code."""
+    params = config.model_dump(mode="json", include=set(config.fields_with(PRETRAIN)))
+    key = {"data": data.fingerprint, "params": params, "code": _CODE}
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def load_vectors(path: Path) -> WordVectors | None:
+    """The vectors at `path` if complete and matching their manifest, else None (logged)."""
+    try:
+        manifest = json.loads((path / MANIFEST).read_text())
+        damage = verify_files(path, manifest["files"])
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        damage = f"manifest unreadable ({exc})"
+    if damage:
+        log.warning("pretrained vectors %s are damaged (%s): learning them again", path, damage)
+        return None
+    return WordVectors(path, manifest["key"])
+
+
+def learn_word_vectors(
+    data: ProcessedData,
+    config: PipelineConfig,
+    root: Path,
+    progress: Callable[[str], None] = log.info,
+) -> WordVectors:
+    """Vectors for `config.vocab_size` ids in root/<key>/ (reused when intact)."""
+    key = vectors_key(data, config)
+    final = root / key
+    existing = load_vectors(final)
+    if existing is not None:
+        progress(f"reusing word vectors {final}")
+        return existing
+    t0 = time.perf_counter()
+    corpus = _sentences(data, config.vocab_size)
+    progress(
+        f"word2vec on {len(corpus):,} reviews ({sum(map(len, corpus)):,} tokens) of "
+        f"{' + '.join(s for s in CORPUS if data.counts.get(s, {}).get('rows'))}"
+    )
+    vectors = _train(corpus, config, progress)
+    with atomic_dir(final) as tmp:
+        np.save(tmp / VECTORS_FILE, vectors)
+        manifest = {
+            "key": key,
+            "data_fingerprint": data.fingerprint,
+            "params": config.model_dump(mode="json", include=set(config.fields_with(PRETRAIN))),
+            "files": {VECTORS_FILE: file_record(tmp / VECTORS_FILE)},
+        }
+        atomic_write_text(tmp / MANIFEST, json.dumps(manifest, indent=2))
+    progress(f"wrote word vectors {final} in {time.perf_counter() - t0:.0f}s")
+    return WordVectors(final, key)
+
+
+def _word(i: int) -> str:
+    return str(i)
+
+
+def _sentences(data: ProcessedData, vocab_size: int) -> list[list[str]]:
+    """Each review of the corpus splits as a list of its in-vocabulary ids, as strings."""
+    words = [_word(i) for i in range(vocab_size)]  # shared strings: no copy per token
+    corpus = []
+    for split in CORPUS:
+        path = data.split_path(split)
+        if not path.exists():
+            continue
+        column = pq.read_table(path, columns=["token_ids"]).column("token_ids").combine_chunks()
+        flat, offsets = np.asarray(column.values), np.asarray(column.offsets)
+        for start, end in zip(offsets[:-1], offsets[1:], strict=True):
+            row = flat[start:end]
+            corpus.append([words[i] for i in row[row > 1]])  # no padding, no <oov>
+    return corpus
+
+
+def _stable_hash(word: str) -> int:
+    """gensim seeds each word's initial vector with this; Python's own `hash` of a str
+    changes from process to process."""
+    return int.from_bytes(hashlib.md5(word.encode()).digest()[:4], "little")
+
+
+def _train(
+    corpus: list[list[str]], config: PipelineConfig, progress: Callable[[str], None]
+) -> np.ndarray:
+    from gensim.models import Word2Vec
+    from gensim.models.callbacks import CallbackAny2Vec
+
+    class Progress(CallbackAny2Vec):
+        def __init__(self) -> None:
+            self.epoch = 0
+            self.started = time.perf_counter()
+
+        def on_epoch_end(self, model: Word2Vec) -> None:
+            self.epoch += 1
+            progress(
+                f"word2vec epoch {self.epoch}/{config.word2vec_epochs} "
+                f"({time.perf_counter() - self.started:.0f}s)"
+            )
+
+    model = Word2Vec(
+        corpus,
+        vector_size=config.embedding_dim,
+        window=config.word2vec_window,
+        min_count=1,  # the vocabulary is already the tokenizer's
+        sg=0,  # CBOW: several times faster than skip-gram on two cores, as good an init here
+        epochs=config.word2vec_epochs,
+        seed=config.seed,
+        workers=1 if config.deterministic else 2,
+        hashfxn=_stable_hash,
+        callbacks=[Progress()],
+    )
+    return embedding_matrix(model.wv, config.vocab_size, config.embedding_dim, config.seed)
+
+
+def embedding_matrix(vectors, vocab_size: int, dim: int, seed: int) -> np.ndarray:
+    """Row i: the vector of id i; ids word2vec never saw keep Keras' default uniform(±0.05)
+    start (seeded), and the padding row is 0."""
+    rows = np.random.default_rng(seed).uniform(-0.05, 0.05, (vocab_size, dim)).astype(np.float32)
+    rows[0] = 0.0
+    for i in _ids(vectors, vocab_size):
+        rows[i] = vectors[_word(i)]
+    return rows
+
+
+def _ids(vectors, vocab_size: int) -> Iterator[int]:
+    return (i for i in range(2, vocab_size) if _word(i) in vectors.key_to_index)

@@ -1,0 +1,97 @@
+"""Tests of the pretraining stage: deterministic, cached, verified word vectors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tasks.core.atomic import file_sha256
+from tasks.data.processed import ProcessedData
+from tasks.pretraining import word2vec
+from tasks.pretraining.word2vec import VECTORS_FILE, learn_word_vectors, load_vectors
+from tests.imdb_fixtures import build_archive, tiny_config, tokenize_small
+
+
+@pytest.fixture(scope="module")
+def data(small_archive: Path, tmp_path_factory: pytest.TempPathFactory) -> ProcessedData:
+    return tokenize_small(small_archive, tmp_path_factory.mktemp("processed"))
+
+
+def _learn(data: ProcessedData, root: Path, messages: list[str] | None = None, **overrides):
+    config = tiny_config(root, **overrides)
+    log = messages.append if messages is not None else (lambda _: None)
+    return learn_word_vectors(data, config, root / "pretrained", progress=log)
+
+
+def test_vectors_cover_the_vocabulary_and_are_deterministic(data: ProcessedData, tmp_path: Path):
+    # Given the same data and settings, learnt twice in separate folders
+    first = _learn(data, tmp_path / "a")
+    second = _learn(data, tmp_path / "b")
+
+    # Then the vector files are identical, one row per id of the configured vocabulary
+    vectors = first.load()
+    assert vectors.shape == (60, 8) and vectors.dtype == np.float32
+    assert file_sha256(first.path / VECTORS_FILE) == file_sha256(second.path / VECTORS_FILE)
+    assert not vectors[0].any()  # padding
+    # and words the corpus holds got learnt vectors, not the small random start
+    assert np.abs(vectors[2:20]).max() > 0.05
+
+
+def test_other_settings_give_another_folder(data: ProcessedData, tmp_path: Path) -> None:
+    # Given vectors learnt with one seed / When another seed is used / Then a new key
+    assert _learn(data, tmp_path).key != _learn(data, tmp_path, seed=7).key
+
+
+def test_intact_vectors_are_reused_and_damaged_ones_rebuilt(
+    data: ProcessedData, tmp_path: Path
+) -> None:
+    # Given vectors learnt once
+    first = _learn(data, tmp_path)
+    stamp = (first.path / VECTORS_FILE).stat().st_mtime_ns
+
+    # When asked again / Then the folder is reused, untouched, and the log says so
+    messages: list[str] = []
+    again = _learn(data, tmp_path, messages)
+    assert again == first
+    assert (first.path / VECTORS_FILE).stat().st_mtime_ns == stamp
+    assert any("reusing word vectors" in m for m in messages)
+
+    # When the vector file is damaged
+    (first.path / VECTORS_FILE).write_bytes(b"\x93NUMPY garbage")
+    assert load_vectors(first.path) is None
+
+    # Then the next call learns them again, and the result verifies
+    rebuilt = _learn(data, tmp_path)
+    assert load_vectors(rebuilt.path) is not None
+    assert rebuilt.load().shape == (60, 8)
+
+
+def test_a_crash_while_learning_leaves_no_folder(
+    data: ProcessedData, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given word2vec dying half way
+    def crash(*args, **kwargs):
+        raise MemoryError("killed")
+
+    monkeypatch.setattr(word2vec, "_train", crash)
+
+    # When vectors are learnt / Then the error surfaces and nothing is left to be taken
+    with pytest.raises(MemoryError):
+        _learn(data, tmp_path)
+    root = tmp_path / "pretrained"
+    assert not root.exists() or list(root.iterdir()) == []
+
+
+def test_without_unlabelled_reviews_the_training_text_is_used(tmp_path: Path) -> None:
+    # Given an archive with no train/unsup folder
+    archive = build_archive(tmp_path / "trimmed.tar.gz", unsup=0)
+    trimmed = tokenize_small(archive, tmp_path / "processed")
+    assert trimmed.counts["unsup"]["rows"] == 0
+
+    # When vectors are learnt / Then the corpus is the training split alone
+    messages: list[str] = []
+    _learn(trimmed, tmp_path, messages)
+    corpus = next(m for m in messages if m.startswith("word2vec on"))
+    assert corpus.endswith("of train")
