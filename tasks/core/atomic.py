@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import shutil
 import tempfile
@@ -70,6 +71,19 @@ def verify_files(folder: Path, files: dict[str, dict]) -> str:
         if file_sha256(f) != record["sha256"]:
             return f"{name} does not match its checksum"
     return ""
+
+
+def verified_manifest(folder: Path, name: str = "manifest.json") -> tuple[dict | None, str]:
+    """(the folder's manifest, "") if it reads and every file it lists verifies, else (None,
+    what is wrong): the manifest missing (an incomplete folder), unreadable, or a file damaged."""
+    try:
+        manifest = json.loads((folder / name).read_text())
+        damage = verify_files(folder, manifest["files"])
+    except FileNotFoundError:
+        return None, f"{name} is missing"
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return None, f"{name} is unreadable ({exc})"
+    return (None, damage) if damage else (manifest, "")
 
 
 @contextlib.contextmanager

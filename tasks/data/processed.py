@@ -6,7 +6,6 @@ export) import neither the tokenizer nor pandas.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +13,7 @@ from pathlib import Path
 from pydantic import ConfigDict, create_model
 
 from tasks.config import TOKENIZE, PipelineConfig
-from tasks.core.atomic import verify_files
+from tasks.core.atomic import verified_manifest
 
 LABELLED = ("train", "validation", "test")
 UNLABELLED = "unsup"  # the archive's aclImdb/train/unsup reviews: text only, for pretraining
@@ -61,18 +60,17 @@ class ProcessedData:
 
 
 def load_processed(path: Path) -> ProcessedData | None:
-    """The dataset at `path` if it is complete and every file matches its manifest, else None."""
-    try:
-        manifest = json.loads((path / MANIFEST).read_text())
-        damage = verify_files(path, manifest["files"])
-        if damage:
+    """The dataset at `path` if it is complete and every file matches its manifest, else None
+    (a folder that exists but does not verify is named in a warning)."""
+    manifest, damage = verified_manifest(path, MANIFEST)
+    if manifest is None:
+        if path.exists():
             log.warning("tokenised data %s is damaged: %s", path, damage)
-            return None
+        return None
+    try:
         return ProcessedData(
             path, manifest["fingerprint"], manifest["counts"], manifest["undecodable_bytes"]
         )
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        log.warning("tokenised data %s is unreadable: %s", path, exc)
+    except KeyError as exc:
+        log.warning("tokenised data %s is damaged: manifest has no %s", path, exc)
         return None

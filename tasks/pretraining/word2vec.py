@@ -24,7 +24,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from tasks.config import PRETRAIN, PipelineConfig
-from tasks.core.atomic import atomic_dir, atomic_write_text, file_record, verify_files
+from tasks.core.atomic import atomic_dir, atomic_write_text, file_record, verified_manifest
 from tasks.data.processed import UNLABELLED, ProcessedData
 
 VECTORS_FILE = "vectors.npy"
@@ -54,16 +54,12 @@ def vectors_key(data: ProcessedData, config: PipelineConfig) -> str:
 
 
 def load_vectors(path: Path) -> WordVectors | None:
-    """The vectors at `path` if complete and matching their manifest, else None (logged)."""
-    try:
-        manifest = json.loads((path / MANIFEST).read_text())
-        damage = verify_files(path, manifest["files"])
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        damage = f"manifest unreadable ({exc})"
-    if damage:
-        log.warning("pretrained vectors %s are damaged (%s): learning them again", path, damage)
+    """The vectors at `path` if complete and matching their manifest, else None (a folder that
+    exists but does not verify is named in a warning, and learnt again by the caller)."""
+    manifest, damage = verified_manifest(path, MANIFEST)
+    if manifest is None:
+        if path.exists():
+            log.warning("pretrained vectors %s are damaged (%s): learning them again", path, damage)
         return None
     return WordVectors(path, manifest["key"])
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tasks.core.atomic import atomic_dir, atomic_write_text, file_record, verify_files
+from tasks.core.atomic import atomic_dir, atomic_write_text, file_record, verified_manifest
 
 MODEL_FILE = "model.keras"
 STATE_FILE = "state.json"
@@ -92,16 +92,13 @@ def copy_checkpoint(source: Checkpoint, dest: Path) -> Checkpoint:
 
 def verify_checkpoint(path: Path) -> tuple[Checkpoint | None, str]:
     """The checkpoint at `path` and "" if its manifest and files verify, else (None, reason)."""
+    manifest, damage = verified_manifest(path, MANIFEST_FILE)
+    if manifest is None:
+        return None, damage + (" (incomplete checkpoint)" if "missing" in damage else "")
     try:
-        manifest = json.loads((path / MANIFEST_FILE).read_text())
-        damage = verify_files(path, manifest["files"])
-        if damage:
-            return None, damage
         int(manifest["epoch"])
-    except FileNotFoundError:
-        return None, "manifest.json is missing (incomplete checkpoint)"
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        return None, f"manifest.json is unreadable ({exc})"
+    except (KeyError, TypeError, ValueError) as exc:
+        return None, f"{MANIFEST_FILE} has no valid epoch ({exc})"
     return Checkpoint(path, manifest), ""
 
 
