@@ -10,6 +10,9 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 def fsync_dir(path: Path) -> None:
@@ -84,6 +87,17 @@ def verified_manifest(folder: Path, name: str = "manifest.json") -> tuple[dict |
     except (OSError, ValueError, KeyError, TypeError) as exc:
         return None, f"{name} is unreadable ({exc})"
     return (None, damage) if damage else (manifest, "")
+
+
+def reuse_verified(
+    folder: Path, load: Callable[[Path], T | None], what: str, progress: Callable[[str], None]
+) -> T | None:
+    """`load(folder)` (None unless the folder is complete and verifies), saying when it is
+    reused: content-addressed folders are the pipeline's caches, rebuilt only when needed."""
+    existing = load(folder)
+    if existing is not None:
+        progress(f"reusing {what} {folder}")
+    return existing
 
 
 @contextlib.contextmanager

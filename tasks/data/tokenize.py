@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from tasks.core.atomic import atomic_dir, atomic_write_text, file_record
+from tasks.core.atomic import atomic_dir, atomic_write_text, file_record, reuse_verified
 from tasks.core.memory import reuse_freed_memory
 from tasks.data import text
 from tasks.data.processed import (
@@ -142,9 +142,8 @@ def tokenize_archive(
     """
     fp = fingerprint(source_sha256, params)
     final = processed_root / fp
-    existing = load_processed(final)
+    existing = reuse_verified(final, load_processed, "tokenised data", progress)
     if existing is not None:
-        progress(f"reusing tokenised data {final}")
         return existing
     with reuse_freed_memory():  # the chunks make many large short-lived temporaries
         return _build(archive, source_sha256, final, params, progress, submit, warn)

@@ -24,7 +24,13 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from tasks.config import PRETRAIN, PipelineConfig
-from tasks.core.atomic import atomic_dir, atomic_write_text, file_record, verified_manifest
+from tasks.core.atomic import (
+    atomic_dir,
+    atomic_write_text,
+    file_record,
+    reuse_verified,
+    verified_manifest,
+)
 from tasks.data.processed import UNLABELLED, ProcessedData
 
 VECTORS_FILE = "vectors.npy"
@@ -73,9 +79,8 @@ def learn_word_vectors(
     """Vectors for `config.vocab_size` ids in root/<key>/ (reused when intact)."""
     key = vectors_key(data, config)
     final = root / key
-    existing = load_vectors(final)
+    existing = reuse_verified(final, load_vectors, "word vectors", progress)
     if existing is not None:
-        progress(f"reusing word vectors {final}")
         return existing
     t0 = time.perf_counter()
     corpus = _sentences(data, config.vocab_size)
