@@ -1,4 +1,4 @@
-"""imdb-pipeline: fetch -> tokenize -> train -> evaluate -> export (-> promote, prune)."""
+"""imdb-pipeline: fetch -> tokenize -> pretrain -> train -> evaluate -> export (-> promote)."""
 
 from __future__ import annotations
 
