@@ -79,7 +79,7 @@ class NgramIds(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class NaiveBayesLogit(keras.layers.Layer):
-    """NBSVM as a layer: the sum over a review's distinct n-grams g of (w_g + bias) * r_g / scale.
+    """NBSVM as a layer: the sum over a review's distinct n-grams g of (w_g·rate + 0.4)·r_g/10.
 
     r (not trained) holds the naive-Bayes log-count ratios of the training reviews, set by
     `set_ratios`; w starts at 0 and is trained, `rate` times faster than the model's other

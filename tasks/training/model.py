@@ -16,7 +16,6 @@ import keras
 import numpy as np
 
 from tasks.config import PipelineConfig
-from tasks.training import layers
 from tasks.training.layers import (
     CombinedAccuracy,
     CombinedProbability,
@@ -24,6 +23,7 @@ from tasks.training.layers import (
     MaskedGlobalMaxPooling1D,
     NaiveBayesLogit,
     NgramIds,
+    branch_crossentropy,
 )
 
 NGRAM_IDS = "ngram_ids"
@@ -155,6 +155,6 @@ def compile_model(
     two = is_two_branch(model)
     model.compile(
         optimizer=optimizer or keras.optimizers.Adam(learning_rate),
-        loss=layers.branch_crossentropy if two else "binary_crossentropy",
+        loss=branch_crossentropy if two else "binary_crossentropy",
         metrics=[CombinedAccuracy(weights) if two else "accuracy"],
     )
