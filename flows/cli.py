@@ -73,6 +73,20 @@ def _run_train(args: argparse.Namespace) -> dict:
     return summary
 
 
+def _run_nightly(args: argparse.Namespace) -> dict:
+    from flows.nightly import nightly
+
+    config = config_from_args(args, ALL_FIELDS)
+    summary = nightly(config, run_id=args.run_id, keep_runs=args.keep_runs)
+    if summary["trained"]:
+        decision = summary["champion"]
+        verdict = "promoted" if decision["promoted"] else "not promoted"
+        print(f"run {summary['run_id']}: {verdict}: {decision['reason']}", file=sys.stderr)
+    else:
+        print(f"trained nothing: {summary['reason']}", file=sys.stderr)
+    return summary
+
+
 def _run_resume(args: argparse.Namespace) -> dict:
     from flows.resume import resume
 
@@ -93,6 +107,12 @@ def _run_predict(args: argparse.Namespace) -> None:
     return None  # the output already is JSON Lines, one per text
 
 
+def _run_score(args: argparse.Namespace) -> dict:
+    from flows.score import score
+
+    return score(args.input, args.model, args.output, args.artifacts_dir)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="imdb-pipeline", description="Prefect-orchestrated IMDB sentiment LSTM pipeline"
@@ -106,6 +126,18 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_flags(train, ALL_FIELDS)
     train.add_argument("--run-id", help="name of the run folder (default: timestamp)")
     train.set_defaults(run=_run_train)
+
+    night = sub.add_parser(
+        "nightly",
+        help="ingest new labelled reviews, train a challenger if anything changed, promote it "
+        "only if really better, score the waiting reviews",
+    )
+    add_config_flags(night, ALL_FIELDS)
+    night.add_argument("--run-id", help="name of the run folder if it trains (default: timestamp)")
+    night.add_argument(
+        "--keep-runs", type=int, default=5, help="finished runs kept besides the champion's"
+    )
+    night.set_defaults(run=_run_nightly)
 
     res = sub.add_parser("resume", help="continue a run from its newest valid checkpoint")
     res.add_argument("--run-id", help="run to continue (default: the newest unfinished run)")
@@ -126,6 +158,18 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("texts", nargs="*", help="review texts")
     pr.add_argument("--json", action="store_true", help="JSON Lines output")
     pr.set_defaults(run=_run_predict)
+
+    sc = sub.add_parser("score", help="batch-score a review file or folder to parquet")
+    sc.add_argument(
+        "--input", type=Path, required=True, help=".txt, .jsonl, .csv, .parquet or a folder"
+    )
+    sc.add_argument(
+        "--model", default="champion", help="champion (default) or artifacts/models/<run_id>"
+    )
+    sc.add_argument("--output", type=Path, help="default: <input>.scored.parquet, <folder>-scored/")
+    sc.add_argument("--artifacts-dir", type=Path, default=Path("artifacts"))
+    sc.add_argument("--json", action="store_true", help="print one JSON summary line last")
+    sc.set_defaults(run=_run_score)
     return parser
 
 

@@ -1,8 +1,7 @@
-"""imdb-pipeline: fetch -> tokenize -> pretrain -> train -> evaluate -> export (-> promote)."""
+"""imdb-pipeline: fetch -> tokenize -> pretrain -> train -> evaluate -> export."""
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import Path
 
 from prefect import flow
@@ -14,33 +13,19 @@ from tasks.core.runs import create_run, update_run_info
 from tasks.data.processed import ProcessedData
 from tasks.evaluation.steps import evaluate_model
 from tasks.pretraining.steps import pretrain_word_vectors
-from tasks.serving.steps import export_model, promote_model, prune_runs
+from tasks.serving.steps import export_model
 from tasks.training.checkpoint import Checkpoint
 from tasks.training.steps import train_model
 from tasks.training.train import TrainResult
 
 
 @flow(name="imdb-pipeline", log_prints=True)
-def pipeline(
-    config: PipelineConfig = PipelineConfig(),
-    run_id: str | None = None,
-    promote: bool = False,
-    keep_runs: int | None = None,
-) -> dict:
-    """The whole job. `run_id` names the run folder (default: a new timestamped one);
-    `promote` makes the model the champion if it is at least as good on validation (nightly);
-    `keep_runs` prunes older finished runs, never the champion's."""
+def pipeline(config: PipelineConfig = PipelineConfig(), run_id: str | None = None) -> dict:
+    """The whole job on the archive. `run_id` names the run folder (default: a new timestamped
+    one). The nightly (flows/nightly.py) adds new data, the champion decision and scoring."""
     data = prepare_data(config)
-    artifacts_dir = config.artifacts_dir.resolve()
-    run_dir = create_run(artifacts_dir, config, data, run_id, flow_run.get_id())
-    summary = finish_run(config, data, run_dir)
-    if promote:
-        model_dir = Path(summary["model_dir"])
-        decision = promote_model(model_dir.parent, model_dir, data.split_path("validation"))
-        summary["champion"] = asdict(decision)
-    if keep_runs is not None:
-        summary["pruned"] = prune_runs(artifacts_dir, keep_runs)
-    return summary
+    run_dir = create_run(config.artifacts_dir.resolve(), config, data, run_id, flow_run.get_id())
+    return finish_run(config, data, run_dir)
 
 
 def finish_run(

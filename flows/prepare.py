@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -15,22 +15,26 @@ from tasks.config import PipelineConfig
 from tasks.data.processed import ProcessedData, TokenizeParams
 from tasks.data.steps import fetch_archive, publish_data_summary, submit_shard, tokenize_reviews
 from tasks.data.tokenize import tokenize_archive
+from tasks.ingest.accepted import AcceptedFile
 
 if TYPE_CHECKING:
     from prefect_dask import DaskTaskRunner
 
 
-def prepare_data(config: PipelineConfig) -> ProcessedData:
-    """Fetch, then tokenise. The data folder, named by its fingerprint, is the one cache: an
-    intact one is reused, a missing or damaged one is (re)built."""
+def prepare_data(config: PipelineConfig, incoming: Sequence[AcceptedFile] = ()) -> ProcessedData:
+    """Fetch, then tokenise the archive plus the `incoming` accepted review files. The data
+    folder, named by its fingerprint, is the one cache: an intact one is reused, a missing or
+    damaged one is (re)built."""
     runner = dask_task_runner(config) if config.task_runner == "dask" else None  # fails fast
     data_dir = config.data_dir.resolve()
     archive = fetch_archive(config.source, data_dir / "raw", config.expected_sha256())
     params = TokenizeParams.from_config(config)
     if runner is not None:
         tokenize_sharded = tokenize_on_dask.with_options(task_runner=runner)
-        return tokenize_sharded(archive.path, archive.sha256, data_dir / "processed", params)
-    return tokenize_reviews(archive.path, archive.sha256, data_dir / "processed", params)
+        return tokenize_sharded(
+            archive.path, archive.sha256, data_dir / "processed", params, incoming
+        )
+    return tokenize_reviews(archive.path, archive.sha256, data_dir / "processed", params, incoming)
 
 
 def dask_task_runner(config: PipelineConfig) -> DaskTaskRunner:
@@ -50,7 +54,11 @@ def dask_task_runner(config: PipelineConfig) -> DaskTaskRunner:
 
 @flow(name="tokenize-on-dask")
 def tokenize_on_dask(
-    archive_path: Path, archive_sha256: str, processed_root: Path, params: TokenizeParams
+    archive_path: Path,
+    archive_sha256: str,
+    processed_root: Path,
+    params: TokenizeParams,
+    incoming: Sequence[AcceptedFile] = (),
 ) -> ProcessedData:
     """Tokenise with the reviews' shards mapped as `tokenize_shard` tasks on the task runner."""
     with _workers_report_here():
@@ -62,6 +70,7 @@ def tokenize_on_dask(
             progress=get_run_logger().info,
             submit=submit_shard,
             warn=get_run_logger().warning,
+            incoming=incoming,
         )
     publish_data_summary(data)
     return data

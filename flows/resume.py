@@ -8,10 +8,12 @@ from prefect import flow
 from prefect.logging import get_run_logger
 from prefect.runtime import flow_run
 
+from flows.nightly import conclude_night
 from flows.pipeline import finish_run
 from flows.prepare import prepare_data
 from tasks.config import PipelineConfig
 from tasks.core.runs import RunError, begin_resume, find_run, read_run_info, update_run_info
+from tasks.ingest.accepted import accepted_files
 from tasks.training.checkpoint import Checkpoint, find_latest_checkpoint
 
 DEFAULT_ARTIFACTS = Path("artifacts")
@@ -32,7 +34,8 @@ def resume(
         artifacts_dir = artifacts_dir_of(flow_run_id) if flow_run_id else DEFAULT_ARTIFACTS
     run_dir = find_run(artifacts_dir.resolve(), run_id, flow_run_id)
     info = read_run_info(run_dir)
-    if info.get("status") == "completed":
+    completed = info.get("status") == "completed"
+    if completed and "nightly" not in info:
         get_run_logger().info("run %s already completed; nothing to resume", run_dir.name)
         return {
             "flow": "resume",
@@ -40,28 +43,40 @@ def resume(
             "status": "completed",
             "model_dir": info.get("model_dir"),
         }
-    latest = find_latest_checkpoint(run_dir)  # verified once; training continues from it
-    start = latest.epoch if latest else 0
-    info = begin_resume(
-        run_dir,
-        flow_run.get_id(),
-        start,
-        automatic=automatic,
-        max_automatic_resumes=max_automatic_resumes,
-    )
+    if completed:  # a nightly's run trained and exported: only the night's end may be missing
+        info = update_run_info(run_dir, flow_run_ids=[*info["flow_run_ids"], flow_run.get_id()])
+        latest, start = None, None
+    else:
+        latest = find_latest_checkpoint(run_dir)  # verified once; training continues from it
+        start = latest.epoch if latest else 0
+        info = begin_resume(
+            run_dir,
+            flow_run.get_id(),
+            start,
+            automatic=automatic,
+            max_automatic_resumes=max_automatic_resumes,
+        )
     try:
         overrides = {
             "artifacts_dir": artifacts_dir,
             "data_dir": data_dir or info["config"]["data_dir"],
         }
         config = PipelineConfig(**{**info["config"], **overrides})
-        data = prepare_data(config)
+        incoming = accepted_files(config.data_dir.resolve(), info.get("data_incoming", ()))
+        data = prepare_data(config, incoming)
         check_compatible(run_dir, info, config, data.fingerprint, latest)
     except BaseException:
-        update_run_info(run_dir, status="failed")  # refused or crashed: nothing runs it now
+        if not completed:
+            update_run_info(run_dir, status="failed")  # refused or crashed: nothing runs it now
         raise
-    log_resume_point(run_dir, config, latest)
-    summary = finish_run(config, data, run_dir, latest)
+    if completed:
+        summary = {"run_id": run_dir.name, "run_dir": str(run_dir), "model_dir": info["model_dir"]}
+    else:
+        log_resume_point(run_dir, config, latest)
+        summary = finish_run(config, data, run_dir, latest)
+    if "nightly" in info:
+        model_dir = Path(summary["model_dir"])
+        summary.update(conclude_night(config, data, model_dir, info["nightly"].get("keep_runs")))
     return {**summary, "flow": "resume", "resumed_from_epoch": start}
 
 

@@ -21,6 +21,9 @@ PREPARE = "prepare"  # a setting of the prepare command (fetch + tokenize)
 TOKENIZE = "tokenize"  # the tokenised data depends on it (part of the data fingerprint)
 PLACEMENT = "placement"  # where a run runs or writes, not what it computes (not in the digest)
 PRETRAIN = "pretrain"  # the word vectors depend on it (with the data fingerprint)
+# How the nightly takes in new data and decides, not what a run computes (not in the digest: the
+# data it accepts is in the data fingerprint instead).
+NIGHTLY = "nightly"
 
 
 def roles(*names: str) -> dict[str, Any]:
@@ -197,6 +200,49 @@ class PipelineConfig(BaseModel):
     early_stopping: bool = True
     patience: int = Field(2, ge=0, description="epochs without improvement before stopping")
 
+    # Nightly: new labelled data, promotion, batch scoring
+    incoming_dir: Path | None = Field(
+        None,
+        description="new labelled reviews (.jsonl/.csv/.parquet); default DATA_DIR/incoming",
+        json_schema_extra=roles(NIGHTLY),
+    )
+    incoming_sources: tuple[str, ...] = Field(
+        (),
+        description=(
+            "URLs, file:// URLs or paths of labelled-review files fetched into the incoming "
+            "folder, each optionally followed by '#sha256=<hex>' (comma-separated as a flag)"
+        ),
+        json_schema_extra=roles(NIGHTLY),
+    )
+    max_review_chars: int = Field(
+        100_000,
+        ge=100,
+        description="longer incoming reviews are rejected",
+        json_schema_extra=roles(NIGHTLY),
+    )
+    promotion_alpha: float = Field(
+        0.05,
+        gt=0,
+        lt=1,
+        description="a challenger is promoted if McNemar's test says it is better at this level",
+        json_schema_extra=roles(NIGHTLY),
+    )
+    promotion_margin: float = Field(
+        0.002,
+        ge=0,
+        lt=1,
+        description=(
+            "...or if trained on strictly newer data and at most this much less accurate "
+            "on the same held-out reviews"
+        ),
+        json_schema_extra=roles(NIGHTLY),
+    )
+    to_score_dir: Path | None = Field(
+        None,
+        description="reviews the nightly scores with its champion; default DATA_DIR/to-score",
+        json_schema_extra=roles(NIGHTLY),
+    )
+
     # Checkpoints
     checkpoint_every: int = Field(1, ge=1, description="save a full checkpoint every N epochs")
     keep_checkpoints: int = Field(5, ge=1, description="newest periodic checkpoints kept")
@@ -215,6 +261,23 @@ class PipelineConfig(BaseModel):
             if role in ((info.json_schema_extra or {}).get("roles") or ())  # type: ignore[union-attr]
         )
 
+    @field_validator("incoming_sources", mode="before")
+    @classmethod
+    def _source_list(cls, value: Any) -> Any:
+        if isinstance(value, str):  # a flag's value: comma-separated
+            return tuple(v.strip() for v in value.split(",") if v.strip())
+        return value
+
+    @property
+    def incoming_path(self) -> Path:
+        """Where new labelled review files wait (and where `incoming_sources` are fetched to)."""
+        return self.incoming_dir or self.data_dir / "incoming"
+
+    @property
+    def to_score_path(self) -> Path:
+        """Where reviews wait for the nightly's batch scoring."""
+        return self.to_score_dir or self.data_dir / "to-score"
+
     def expected_sha256(self) -> str | None:
         """The digest to verify against: given, or the official one for the official URL."""
         if self.sha256 is None and self.source == DEFAULT_SOURCE:
@@ -226,8 +289,10 @@ class PipelineConfig(BaseModel):
 
         PLACEMENT fields are excluded: moving a folder changes no result, tokenising on Dask
         gives the same data, and a run may be resumed under another strategy or worker count.
+        NIGHTLY fields are excluded too: what they let in is in the data fingerprint.
         """
-        data = self.model_dump(mode="json", exclude=set(self.fields_with(PLACEMENT)))
+        excluded = {*self.fields_with(PLACEMENT), *self.fields_with(NIGHTLY)}
+        data = self.model_dump(mode="json", exclude=excluded)
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -32,8 +32,10 @@ def create_run(
     data: ProcessedData,
     run_id: str | None = None,
     flow_run_id: str | None = None,
+    **extra: Any,
 ) -> Path:
-    """A fresh run folder with run.json; refuses to reuse an existing run's folder."""
+    """A fresh run folder with run.json (plus the `extra` keys); refuses to reuse an existing
+    run's folder."""
     run_id = run_id or new_run_id()
     if not run_id.replace("-", "").replace("_", "").replace(".", "").isalnum():
         raise RunError(f"run id {run_id!r} may hold only letters, digits, '-', '_' and '.'")
@@ -52,11 +54,13 @@ def create_run(
             "config_digest": config.digest(),
             "data_fingerprint": data.fingerprint,
             "data_path": str(data.path),
+            "data_incoming": list(data.incoming),
             "flow_run_ids": [flow_run_id] if flow_run_id else [],
             "automatic_resumes": 0,
             "resumes": [],
             "pid": os.getpid(),
             "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            **extra,
         },
     )
     return run_dir

@@ -50,6 +50,8 @@ class ProcessedData:
     fingerprint: str
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
     undecodable_bytes: int = 0
+    # sha256 of each accepted incoming file whose rows this version adds to the archive's
+    incoming: tuple[str, ...] = ()
 
     def split_path(self, split: str) -> Path:
         return self.path / f"{split}.parquet"
@@ -69,7 +71,11 @@ def load_processed(path: Path) -> ProcessedData | None:
         return None
     try:
         return ProcessedData(
-            path, manifest["fingerprint"], manifest["counts"], manifest["undecodable_bytes"]
+            path,
+            manifest["fingerprint"],
+            manifest["counts"],
+            manifest["undecodable_bytes"],
+            tuple(manifest.get("incoming", ())),
         )
     except KeyError as exc:
         log.warning("tokenised data %s is damaged: manifest has no %s", path, exc)

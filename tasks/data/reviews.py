@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from tasks.data.archive import ArchiveError, iter_members
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 _REVIEW = re.compile(r"^aclImdb/(train|test)/(pos|neg|unsup)/(\d+)_(\d+)\.txt$")
 _URLS = re.compile(r"^aclImdb/(train|test)/urls_(pos|neg|unsup)\.txt$")
@@ -137,3 +142,39 @@ def assign_validation(movie_ids: list[str], fraction: float, seed: int) -> np.nd
             chosen[m] = True
             total += sizes[m]
     return chosen[inverse]
+
+
+def add_reviews(raw: RawReviews, rows: pa.Table, source_sha256: str) -> RawReviews:
+    """`raw` followed by accepted incoming rows (`id`, `label`, `movie`, `rating` columns) of
+    the file with checksum `source_sha256`, as training reviews read after the archive's."""
+    n = rows.num_rows
+    ratings = rows.column("rating").fill_null(0).to_numpy(zero_copy_only=False)
+    ids = [f"incoming/{source_sha256[:12]}/{i}" for i in rows.column("id").to_pylist()]
+    return RawReviews(
+        review_id=[*raw.review_id, *ids],
+        split=[*raw.split, *["train"] * n],
+        label=np.concatenate([raw.label, rows.column("label").to_numpy().astype(np.int8)]),
+        rating=np.concatenate([raw.rating, ratings.astype(np.int8)]),
+        movie_id=[*raw.movie_id, *rows.column("movie").to_pylist()],
+        arrival=np.concatenate([raw.arrival, len(raw.arrival) + np.arange(n, dtype=np.int64)]),
+    )
+
+
+def stable_validation(
+    review_ids: list[str],
+    movie_ids: list[str | None],
+    movie_split: dict[str | None, str],
+    fraction: float,
+) -> list[str]:
+    """ "train" or "validation" for each new review, by a rule that never changes its answer:
+    the split of its movie where the archive has that movie (so no movie straddles the two),
+    else a hash of its movie (or, without one, of its id) against `fraction`."""
+    out = []
+    for rid, movie in zip(review_ids, movie_ids, strict=True):
+        if movie is not None and movie in movie_split:
+            out.append(movie_split[movie])
+            continue
+        key = f"movie:{movie}" if movie is not None else f"review:{rid}"
+        u = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") / 2**64
+        out.append("validation" if u < fraction else "train")
+    return out

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 from prefect import task
@@ -13,6 +15,9 @@ from prefect.logging import get_run_logger
 
 from tasks.data import fetch, tokenize
 from tasks.data.processed import ProcessedData, TokenizeParams
+
+if TYPE_CHECKING:
+    from tasks.ingest.accepted import AcceptedFile
 
 
 @task(name="fetch_archive", retries=1, retry_delay_seconds=10)
@@ -35,12 +40,19 @@ def tokenize_reviews(
     archive_sha256: str,
     processed_root: Path,
     params: TokenizeParams,
+    incoming: Sequence[AcceptedFile] = (),
 ) -> ProcessedData:
-    """Tokenise the archive into parquet splits (an intact folder of the same fingerprint is
-    reused, and the log says so)."""
+    """Tokenise the archive (and accepted incoming reviews) into parquet splits (an intact
+    folder of the same fingerprint is reused, and the log says so)."""
     logger = get_run_logger()
     data = tokenize.tokenize_archive(
-        archive_path, archive_sha256, processed_root, params, logger.info, warn=logger.warning
+        archive_path,
+        archive_sha256,
+        processed_root,
+        params,
+        logger.info,
+        warn=logger.warning,
+        incoming=incoming,
     )
     publish_data_summary(data)
     return data
@@ -69,6 +81,7 @@ def publish_data_summary(data: ProcessedData) -> None:
         key="tokenized-data",
         markdown=(
             f"## Tokenised data `{data.fingerprint}`\n\n`{data.path}`\n\n"
+            f"Accepted incoming files: {len(data.incoming)}\n\n"
             "| split | rows | pos | neg | movies |\n|---|---|---|---|---|\n" + rows
         ),
         description="Rows per split of the tokenised IMDB data",

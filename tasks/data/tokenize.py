@@ -7,11 +7,11 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -34,7 +34,17 @@ from tasks.data.processed import (
     TokenizeParams,
     load_processed,
 )
-from tasks.data.reviews import DataError, RawReviews, assign_validation, read_reviews
+from tasks.data.reviews import (
+    DataError,
+    RawReviews,
+    add_reviews,
+    assign_validation,
+    read_reviews,
+    stable_validation,
+)
+
+if TYPE_CHECKING:
+    from tasks.ingest.accepted import AcceptedFile
 
 METADATA_KEY = b"imdb_pipeline"
 _THREADS = min(os.cpu_count() or 1, 8)
@@ -58,14 +68,17 @@ SCHEMA = pa.schema(
 log = logging.getLogger(__name__)
 
 
-def fingerprint(source_sha256: str, params: TokenizeParams) -> str:
-    """Short digest of everything the output depends on."""
-    key = {
+def fingerprint(source_sha256: str, params: TokenizeParams, incoming: Sequence[str] = ()) -> str:
+    """Short digest of everything the output depends on: the archive, the tokenizer and its
+    parameters, and the accepted incoming files (by content checksum) added to the archive."""
+    key: dict[str, Any] = {
         "source_sha256": source_sha256,
         "tokenizer_version": text.TOKENIZER_VERSION,
         "params": params.model_dump(),
         "splits": list(SPLITS),
     }
+    if incoming:  # absent for the archive alone: its data versions keep their fingerprints
+        key["incoming"] = sorted(incoming)
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -78,7 +91,7 @@ def _table(
         {
             "review_id": pa.array([raw.review_id[i] for i in idx], pa.string()),
             "movie_id": pa.array([raw.movie_id[i] for i in idx], pa.string()),
-            "rating": pa.array(raw.rating[idx], pa.int8(), mask=raw.label[idx] < 0),
+            "rating": pa.array(raw.rating[idx], pa.int8(), mask=raw.rating[idx] < 1),
             "label": pa.array(raw.label[idx], pa.int8(), mask=raw.label[idx] < 0),
             "split": pa.array([split] * len(idx), pa.string()),
             "token_ids": ids.take(take),
@@ -131,22 +144,26 @@ def tokenize_archive(
     progress: Callable[[str], None] = log.info,
     submit: Callable[[list[bytes]], Any] | None = None,
     warn: Callable[[str], None] = log.warning,
+    incoming: Sequence[AcceptedFile] = (),
 ) -> ProcessedData:
-    """Archive -> data/processed/<fingerprint>/ (reused when already complete and intact).
+    """Archive (+ accepted incoming reviews) -> data/processed/<fingerprint>/ (reused when
+    already complete and intact).
 
     Review bodies are decoded and tokenised while the archive is read: `CHUNK` at a time in
     local threads, or `SHARD` at a time by `submit(bodies)`, which returns an object whose
     `.result()` is `decode_chunk(bodies)` (a Prefect task's future on a Dask runner, say). The
     vocabulary is merged exactly from the chunks' counts, so the output does not depend on
     how or where the chunks ran.
+    `incoming` rows join the archive's training reviews, each in train or validation by
+    `reviews.stable_validation`, so a row keeps its split in every later data version.
     """
-    fp = fingerprint(source_sha256, params)
+    fp = fingerprint(source_sha256, params, [f.sha256 for f in incoming])
     final = processed_root / fp
     existing = reuse_verified(final, load_processed, "tokenised data", progress)
     if existing is not None:
         return existing
     with reuse_freed_memory():  # the chunks make many large short-lived temporaries
-        return _build(archive, source_sha256, final, params, progress, submit, warn)
+        return _build(archive, source_sha256, final, params, progress, submit, warn, incoming)
 
 
 def _build(
@@ -157,6 +174,7 @@ def _build(
     progress: Callable[[str], None],
     submit: Callable[[list[bytes]], Any] | None,
     warn: Callable[[str], None],
+    incoming: Sequence[AcceptedFile],
 ) -> ProcessedData:
     """Tokenise the archive into `final` (see `tokenize_archive`)."""
     fp = final.name
@@ -168,6 +186,13 @@ def _build(
         futures: list[Any] = []
         chunk = CHUNK if submit is None else SHARD
         raw = read_reviews(archive, lambda b: futures.append(run(b)), chunk=chunk, warn=warn)
+        archive_rows = len(raw.split)
+        for f in incoming:
+            added = pq.read_table(f.rows_path, columns=["id", "text", "label", "movie", "rating"])
+            bodies = [t.encode("utf-8") for t in added.column("text").to_pylist()]
+            for start in range(0, len(bodies), chunk):
+                futures.append(run(bodies[start : start + chunk]))
+            raw = add_reviews(raw, added, f.sha256)
         progress(f"read {len(raw.split):,} reviews in {time.perf_counter() - t0:.1f}s")
         chunks: list[TokenChunk] = [f.result() for f in futures]
     bad_bytes = sum(c.bad_bytes for c in chunks)
@@ -175,12 +200,20 @@ def _build(
         progress(f"replaced {bad_bytes} undecodable bytes with U+FFFD")
 
     split = np.array(raw.split, dtype=object)
-    is_train = split == "train"
-    train_idx = np.flatnonzero(is_train)
+    train_idx = np.flatnonzero(split[:archive_rows] == "train")
     in_val = assign_validation(
         [raw.movie_id[i] for i in train_idx], params.validation_fraction, params.seed
     )
     split[train_idx[in_val]] = "validation"
+    if len(split) > archive_rows:  # incoming rows: their movie's split, else a stable hash
+        archive_split = {raw.movie_id[i]: split[i] for i in train_idx}
+        new = range(archive_rows, len(split))
+        split[archive_rows:] = stable_validation(
+            [raw.review_id[i] for i in new],
+            [raw.movie_id[i] for i in new],
+            archive_split,
+            params.validation_fraction,
+        )
     rows = {s: np.flatnonzero(split == s) for s in SPLITS}
     empty = [s for s in LABELLED if len(rows[s]) == 0]
     if empty:
@@ -212,6 +245,8 @@ def _build(
         "tokenizer_version": text.TOKENIZER_VERSION,
         "params": params.model_dump(),
     }
+    if incoming:
+        meta["incoming"] = sorted(f.sha256 for f in incoming)
     counts = {
         s: {
             "rows": int(len(rows[s])),
@@ -238,7 +273,7 @@ def _build(
         manifest = {**meta, "counts": counts, "undecodable_bytes": bad_bytes, "files": files}
         atomic_write_text(tmp / MANIFEST, json.dumps(manifest, indent=2))
     progress(f"wrote {final} in {time.perf_counter() - t0:.1f}s")
-    return ProcessedData(final, fp, counts, bad_bytes)
+    return ProcessedData(final, fp, counts, bad_bytes, tuple(meta.get("incoming", ())))
 
 
 def _write_split(table: pa.Table, path: Path, meta: dict) -> None:

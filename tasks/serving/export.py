@@ -72,6 +72,8 @@ def export(
             "selected_epoch": selected_epoch,
             "selected_on": config.monitor,
             "data_fingerprint": data.fingerprint,
+            "data_incoming": list(data.incoming),
+            "config_digest": config.digest(),
             "config": config.model_dump(mode="json"),
             "test_metrics": metrics,
         }
@@ -116,7 +118,9 @@ them by name), or call `tasks.training.layers.load_model`, which does both.
   `imdb-pipeline predict --model <this folder> "some review"` applies it.
 
 ## Data
-Tokenised data fingerprint `{card["data_fingerprint"]}`.
+Tokenised data fingerprint `{card["data_fingerprint"]}` (the archive plus
+{len(card.get("data_incoming", ()))} accepted incoming files); config digest
+`{card.get("config_digest")}`.
 
 ## Configuration
 | field | value |

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -58,8 +60,13 @@ class Predictor:
         return predict_split(self.model, self.encode(texts), self.pad_end)[1]
 
 
-def read_texts(path: Path) -> Iterator[str]:
-    """Reviews from a file: .parquet (`text` column), .jsonl (`text` field) or one per line."""
+JSONL = (".jsonl", ".ndjson")
+
+
+def read_records(path: Path) -> Iterator[tuple[int, Any, Any]]:
+    """(line or row number from 1, `id` or None, text) of each review in a file: .parquet
+    (`text` column, optional `id`), .jsonl (`text` field, optional `id`; blank lines skipped)
+    or one review per line (every line, blank ones too). Values come as stored (any type)."""
     if not path.exists():
         raise FileNotFoundError(f"input file {path} does not exist")
     if path.suffix == ".parquet":
@@ -68,12 +75,16 @@ def read_texts(path: Path) -> Iterator[str]:
         schema = pq.read_schema(path)
         if "text" not in schema.names:
             raise ValueError(f"{path} has no `text` column (columns: {', '.join(schema.names)})")
-        yield from pq.read_table(path, columns=["text"]).column("text").to_pylist()
+        columns = ["id", "text"] if "id" in schema.names else ["text"]
+        table = pq.read_table(path, columns=columns)
+        texts = table.column("text").to_pylist()
+        ids = table.column("id").to_pylist() if "id" in columns else [None] * len(texts)
+        yield from zip(itertools.count(1), ids, texts)
         return
-    with path.open(encoding="utf-8", errors="replace") as fh:
+    with path.open(encoding="utf-8-sig", errors="replace") as fh:  # a leading BOM dropped
         for n, line in enumerate(fh, 1):
             line = line.rstrip("\n")
-            if path.suffix in (".jsonl", ".ndjson"):
+            if path.suffix in JSONL:
                 if not line.strip():
                     continue
                 try:
@@ -82,6 +93,12 @@ def read_texts(path: Path) -> Iterator[str]:
                     raise ValueError(f"{path}:{n}: not valid JSON ({exc.msg})") from exc
                 if not isinstance(record, dict) or "text" not in record:
                     raise ValueError(f"{path}:{n}: JSON line has no `text` field")
-                yield str(record["text"])
+                yield n, record.get("id"), record["text"]
             else:
-                yield line
+                yield n, None, line
+
+
+def read_texts(path: Path) -> Iterator[str]:
+    """Reviews from a file: .parquet (`text` column), .jsonl (`text` field) or one per line."""
+    for _, _, review in read_records(path):
+        yield str(review) if path.suffix in JSONL else review

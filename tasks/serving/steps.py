@@ -1,4 +1,5 @@
-"""Prefect tasks of the serving stage: export, champion promotion and run retention."""
+"""Prefect tasks of the serving stage: export, champion promotion, run retention and batch
+scoring."""
 
 from __future__ import annotations
 
@@ -6,13 +7,13 @@ from dataclasses import asdict
 from pathlib import Path
 
 from prefect import task
-from prefect.artifacts import create_markdown_artifact
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.logging import get_run_logger
 
 from tasks.config import PipelineConfig
 from tasks.core import runs
 from tasks.data.processed import ProcessedData
-from tasks.serving import champion, export
+from tasks.serving import champion, export, score
 from tasks.training.train import TrainResult
 
 
@@ -38,26 +39,56 @@ def export_model(
 
 
 @task(name="promote_model")
-def promote_model(models_dir: Path, model_dir: Path, validation_parquet: Path) -> champion.Decision:
-    """Switch the champion to the new model if it is at least as good on validation."""
-    decision = champion.promote_if_better(models_dir, model_dir, validation_parquet)
+def promote_model(
+    models_dir: Path, model_dir: Path, heldout_parquet: Path, alpha: float, margin: float
+) -> champion.Decision:
+    """Promote the new model only if it is really better (see `champion.promote`); the decision
+    is recorded once in the registry and published as an artifact."""
+    decision = champion.promote(models_dir, model_dir, heldout_parquet, alpha, margin)
     old = (
-        f"`{decision.champion}`: {decision.champion_accuracy:.4f}"
+        f"`{decision.champion}`: {decision.champion_accuracy:.4f} (data `{decision.champion_data}`)"
         if decision.champion
         else "none yet"
     )
+    p = "—" if decision.p_value is None else f"{decision.p_value:.3g}"
     create_markdown_artifact(
         key="champion-decision",
         markdown=(
             f"## {'Promoted' if decision.promoted else 'Kept the champion'}\n\n"
-            f"Validation accuracy on {decision.examples:,} reviews:\n\n"
-            f"- challenger `{decision.challenger}`: {decision.challenger_accuracy:.4f}\n"
+            f"{decision.reason}\n\n"
+            f"Accuracy on the same {decision.examples:,} held-out reviews:\n\n"
+            f"- challenger `{decision.challenger}`: {decision.challenger_accuracy:.4f} "
+            f"(data `{decision.challenger_data}`)\n"
             f"- champion {old}\n"
+            f"- McNemar: {decision.challenger_only} reviews only the challenger got right, "
+            f"{decision.champion_only} only the champion; p = {p} (alpha {decision.alpha})\n"
         ),
         description="Nightly champion/challenger decision",
     )
     get_run_logger().info("champion decision: %s", asdict(decision))
     return decision
+
+
+@task(name="check_unchanged")
+def check_unchanged(models_dir: Path, data: ProcessedData, config: PipelineConfig) -> str | None:
+    """Why the nightly need not train (see `champion.unchanged_reason`), logged and published
+    as an artifact; None when there is something new to learn."""
+    reason = champion.unchanged_reason(models_dir, data.fingerprint, config.digest())
+    logger = get_run_logger()
+    if reason is None:
+        logger.info(
+            "data version %s / config %s is new: training a challenger",
+            data.fingerprint,
+            config.digest(),
+        )
+        return None
+    logger.info("skipping training: %s", reason)
+    create_markdown_artifact(
+        key="nightly-skipped",
+        markdown=f"## Training skipped\n\n{reason}\n",
+        description="Why the nightly trained nothing",
+    )
+    return reason
 
 
 @task(name="prune_runs")
@@ -68,3 +99,66 @@ def prune_runs(artifacts_dir: Path, keep_runs: int) -> list[str]:
     if removed:
         get_run_logger().info("pruned %d old runs: %s", len(removed), ", ".join(removed))
     return removed
+
+
+@task(name="score_reviews")
+def score_reviews(input: Path, model: str | Path, output: Path | None, artifacts_dir: Path) -> dict:
+    """Score a review file (or every review file in a folder) to parquet with one model load.
+
+    Default output: `<input without suffix>.scored.parquet` beside a file, `<folder>-scored/`
+    beside a folder.
+    """
+    if not input.exists():  # said before a missing champion would be
+        raise FileNotFoundError(f"input {input} does not exist")
+    scoring = score.resolve_model(model, artifacts_dir)
+    if output is None:
+        full = input.resolve()
+        output = (
+            full.with_name(f"{full.name}-scored")
+            if input.is_dir()
+            else full.with_name(f"{full.stem}.scored.parquet")
+        )
+    summary = score.score_path(input, scoring, output)
+    _publish_scores(summary["files"], scoring.run_id, f"Reviews scored from {input}")
+    get_run_logger().info(
+        "scored %d reviews (%d positive) with %s in %.1f s to %s",
+        summary["rows"],
+        summary["positive"],
+        scoring.run_id,
+        summary["seconds"],
+        output,
+    )
+    return {**summary, "output": str(output)}
+
+
+@task(name="score_waiting")
+def score_waiting_reviews(to_score: Path, scored: Path, model_dir: Path) -> list[dict]:
+    """Score the review files waiting in `to_score` into `scored/` and move them to done/."""
+    logger = get_run_logger()
+    if not (to_score.is_dir() and score.input_files(to_score)):
+        logger.info("no reviews waiting in %s", to_score)
+        return []
+    scoring = score.resolve_model(Path(model_dir), model_dir.parent)  # a path: used as given
+    results = score.score_waiting(to_score, scored, scoring, log=logger.info)
+    _publish_scores(results, scoring.run_id, f"Reviews waiting in {to_score}")
+    return results
+
+
+def _publish_scores(files: list[dict], model_id: str, description: str) -> None:
+    """The `scored-reviews` table: one row per file (an `error` column if any failed)."""
+    failed = any("error" in f for f in files)
+    create_table_artifact(
+        key="scored-reviews",
+        table=[
+            {
+                "file": Path(f["input"]).name,
+                "rows": f["rows"],
+                "positive": f.get("positive", 0),
+                "model": model_id,
+                "seconds": f.get("seconds", 0.0),
+                **({"error": f.get("error", "")} if failed else {}),
+            }
+            for f in files
+        ],
+        description=description,
+    )

@@ -14,7 +14,7 @@ from flows.cli import ALL_FIELDS, build_parser, config_from_args, main
 from tasks.config import PREPARE, PipelineConfig
 from tests.imdb_fixtures import train_argv
 
-COMMANDS = ("prepare", "train", "resume", "evaluate", "predict")
+COMMANDS = ("prepare", "train", "nightly", "resume", "evaluate", "predict", "score")
 
 
 def _subcommand(name: str) -> argparse.ArgumentParser:

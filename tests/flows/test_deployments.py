@@ -1,4 +1,5 @@
-"""End to end through a real Prefect server: deploy from prefect.yaml, run, crash, auto-resume."""
+"""End to end through a real Prefect server: deploy from prefect.yaml, a nightly that trains and
+one that skips, a run crashed and resumed automatically."""
 
 from __future__ import annotations
 
@@ -70,19 +71,34 @@ def test_deploy_run_crash_and_automatic_resume(tmp_path: Path) -> None:
         def logs() -> str:
             return prefect.log("worker")[-6000:]
 
-        # When: the pipeline deployment runs to completion
+        # When: the nightly deployment runs, as its schedule would, on fresh folders
         first = tmp_path / "first"
-        out = prefect.cli(
-            "deployment", "run", "imdb-pipeline/pipeline",
-            "--params", _params(small, first, epochs=2),
-            "--watch", "--watch-timeout", "300",
-            timeout=330,
-        )  # fmt: skip
-        # Then: it completed and exported its model
+        nightly = ("deployment", "run", "imdb-pipeline/nightly", "--params")
+        watch = ("--watch", "--watch-timeout", "300")
+        out = prefect.cli(*nightly, _params(small, first, epochs=2), *watch, timeout=330)
+        # Then: it trained, exported and promoted its model, and recorded it in the registry
         run_dir = _only_run(first / "artifacts")
         info = json.loads((run_dir / "run.json").read_text())
         assert info["status"] == "completed", out + logs()
-        assert (first / "artifacts" / "models" / run_dir.name / "sentiment-lstm.h5").exists()
+        models = first / "artifacts" / "models"
+        assert (models / run_dir.name / "sentiment-lstm.h5").exists()
+        assert os.readlink(models / "champion") == run_dir.name
+        lineage = (models / "registry.jsonl").read_text().splitlines()
+        assert [json.loads(line)["event"] for line in lineage] == [
+            "candidate",
+            "decision",
+            "promotion",
+        ]
+
+        # When: the nightly runs again with nothing new
+        started = time.monotonic()
+        out = prefect.cli(*nightly, _params(small, first, epochs=2), *watch, timeout=330)
+        skip_seconds = time.monotonic() - started
+        # Then: it completed without training: no new run, no new lineage
+        assert "Completed" in out, out + logs()
+        assert _only_run(first / "artifacts") == run_dir
+        assert (models / "registry.jsonl").read_text().splitlines() == lineage
+        print(f"skipped nightly through the server: {skip_seconds:.1f} s")
 
         # When: a second run is SIGKILLed while it holds after its first checkpoint
         hold.touch()

@@ -1,76 +1,280 @@
-"""The nightly pipeline: promote the new model if at least as good, prune old runs."""
+"""The nightly flow: new labelled reviews in, a challenger only when something changed, the
+champion replaced only by a real improvement, lineage in the registry, crash-safe decisions."""
 
 from __future__ import annotations
 
+import json
 import os
+import random
+import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+import pyarrow.parquet as pq
 import pytest
+from prefect.artifacts import Artifact
 
-from flows.pipeline import pipeline
+from flows.nightly import nightly
+from flows.resume import resume
+from tasks.config import PipelineConfig
 from tasks.core.atomic import file_sha256
 from tasks.core.runs import read_run_info
-from tasks.serving import champion
-from tests.imdb_fixtures import tiny_config
+from tasks.serving import champion, registry
+from tests.imdb_fixtures import review_text, tiny_config
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
 
-def names(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.iterdir())
+@dataclass
+class FirstNight:
+    """The data and artifacts after a first nightly on the small archive (promoted night-1);
+    tests continue from copies of them."""
+
+    root: Path
+    config: PipelineConfig
+    summary: dict
+
+    def copy(self, tmp_path: Path, **overrides) -> PipelineConfig:
+        for name in ("data", "art"):
+            shutil.copytree(self.root / name, tmp_path / name, symlinks=True)
+        return self.config.model_copy(
+            update={"data_dir": tmp_path / "data", "artifacts_dir": tmp_path / "art", **overrides}
+        )
 
 
-def test_nightly_runs_promote_the_champion_and_prune_all_but_it_and_the_newest(
-    small_archive: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture(scope="module")
+def first_night(small_archive: Path, tmp_path_factory: pytest.TempPathFactory) -> FirstNight:
+    root = tmp_path_factory.mktemp("nightly")
     config = tiny_config(
-        tmp_path, source=str(small_archive), sha256=file_sha256(small_archive), epochs=1
+        root,
+        source=str(small_archive),
+        sha256=file_sha256(small_archive),
+        epochs=2,
+        max_review_chars=2000,
     )
-    runs = config.artifacts_dir / "runs"
+    return FirstNight(root, config, nightly(config, run_id="night-1"))
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def good_rows(n: int, seed: int = 7) -> list[dict]:
+    rng = random.Random(seed)
+    return [
+        {
+            "id": f"new-{seed}-{i}",
+            "text": review_text(rng, i % 2 == 1, words=50),
+            "label": "pos" if i % 2 else "neg",
+            "movie": f"tt77{seed:02d}{i // 3:03d}",
+        }
+        for i in range(n)
+    ]
+
+
+def names(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+def events(config: PipelineConfig) -> list[tuple[str, str]]:
+    return [
+        (e["event"], e["run_id"]) for e in registry.read_events(config.artifacts_dir / "models")
+    ]
+
+
+def test_first_night_trains_and_promotes(first_night: FirstNight) -> None:
+    summary, config = first_night.summary, first_night.config
+    assert summary["trained"] is True and summary["run_id"] == "night-1"
+    assert summary["champion"]["promoted"] is True
+    assert summary["champion"]["reason"] == "no champion yet"
     models = config.artifacts_dir / "models"
-
-    # When the first nightly run finishes, with no champion yet
-    first = pipeline(config, run_id="night-1", promote=True, keep_runs=1)
-
-    # Then its model becomes the champion and nothing is pruned
-    decision = first["champion"]
-    assert decision["promoted"] is True
-    assert (decision["challenger"], decision["champion"]) == ("night-1", None)
-    assert decision["champion_accuracy"] is None
-    assert 0.0 <= decision["challenger_accuracy"] <= 1.0
-    assert decision["examples"] == 16
-    assert first["pruned"] == []
     assert os.readlink(models / "champion") == "night-1"
-    assert champion.current_champion(models) == Path(first["model_dir"])
+    assert events(config) == [
+        ("candidate", "night-1"),
+        ("decision", "night-1"),
+        ("promotion", "night-1"),
+    ]
+    assert read_run_info(config.artifacts_dir / "runs" / "night-1")["nightly"] == {"keep_runs": 5}
 
-    # When a second nightly run finishes (same settings: the same model, as good)
-    second = pipeline(config, run_id="night-2", promote=True, keep_runs=1)
 
-    # Then it was scored against the champion; being at least as good it was promoted
-    decision = second["champion"]
+def test_a_night_without_new_data_trains_nothing_and_says_why(
+    first_night: FirstNight, tmp_path: Path
+) -> None:
+    # Given the state after the first night, and a binary file dropped into incoming/
+    config = first_night.copy(tmp_path)
+    rng = np.random.default_rng(0)
+    binary = config.incoming_path / "photo.jsonl"
+    binary.parent.mkdir(parents=True, exist_ok=True)
+    binary.write_bytes(b"\x89PNG\r\n\x1a\n" + rng.bytes(4000))
+
+    # When the next night runs
+    summary = nightly(config, run_id="night-2")
+
+    # Then it trained nothing: same data version and settings as the champion
+    assert summary["trained"] is False
+    assert "night-1" in summary["reason"] and "nothing new" in summary["reason"]
+    assert summary["data_version"] == first_night.summary["data_version"]
+    assert names(config.artifacts_dir / "runs") == ["night-1"]
+    assert os.readlink(config.artifacts_dir / "models" / "champion") == "night-1"
+    assert len(events(config)) == 3  # no candidate, no decision
+    skipped = Artifact.get("nightly-skipped")
+    assert skipped is not None and "nothing new" in str(skipped.data)
+    # And the binary file was quarantined whole with an error naming it, and the night completed
+    (unreadable,) = summary["incoming"]
+    assert unreadable["status"] == "unreadable" and "photo.jsonl" in unreadable["error"]
+    quarantine = config.data_dir / "quarantine"
+    assert any(
+        n.startswith("photo.jsonl.") and n.endswith(".summary.json") for n in names(quarantine)
+    )
+
+
+def test_new_reviews_with_bad_rows_train_on_a_new_version_and_quarantine_exactly_the_bad_ones(
+    first_night: FirstNight, tmp_path: Path
+) -> None:
+    # Given 40 new good reviews and five bad rows, one of each kind, one a leaked test review
+    config = first_night.copy(tmp_path)
+    test_text = pq.read_table(
+        next((config.data_dir / "processed").glob("*/test.parquet")), columns=["text"]
+    )["text"][0].as_py()
+    good = good_rows(40)
+    bad = [
+        {"id": "b-empty", "text": "   ", "label": "pos"},
+        {"id": "b-label", "text": "an honest review of a film", "label": "maybe"},
+        {"id": "b-dup", "text": good[0]["text"].upper(), "label": "neg"},
+        {"id": "b-long", "text": "long " * 500, "label": "pos"},
+        {"id": "b-leak", "text": "  " + test_text.replace("<br />", " "), "label": "pos"},
+    ]
+    new_file = write_jsonl(config.incoming_path / "reviews-1.jsonl", good[:20] + bad + good[20:])
+
+    # When the next night runs
+    summary = nightly(config, run_id="night-2")
+
+    # Then it trained a challenger on a new data version that records the accepted file
+    assert summary["trained"] is True
+    assert summary["data_version"] != first_night.summary["data_version"]
+    info = read_run_info(config.artifacts_dir / "runs" / "night-2")
+    assert info["data_incoming"] == [file_sha256(new_file)]
+    train = pq.read_table(Path(info["data_path"]) / "train.parquet", columns=["review_id"])
+    validation = pq.read_table(
+        Path(info["data_path"]) / "validation.parquet", columns=["review_id"]
+    )
+    added = [
+        r
+        for t in (train, validation)
+        for r in t.column("review_id").to_pylist()
+        if r.startswith("incoming/")
+    ]
+    assert len(added) == 40
+    # And the quarantine report lists exactly the five bad rows, each with its reason
+    (report,) = summary["incoming"]
+    assert (report["status"], report["accepted_rows"], report["rejected_rows"]) == (
+        "quarantined",
+        40,
+        5,
+    )
+    quarantined = (
+        config.data_dir / "quarantine" / f"reviews-1.jsonl.{file_sha256(new_file)[:12]}.jsonl"
+    )
+    rows = [json.loads(line) for line in quarantined.read_text().splitlines()]
+    assert {r["id"]: r["reason"] for r in rows} == {
+        "b-empty": "empty_text",
+        "b-label": "unknown_label",
+        "b-dup": "duplicate_text",
+        "b-long": "too_long",
+        "b-leak": "test_leak",
+    }
+    # And a decision on the same held-out reviews was recorded, with both data versions
+    decision = summary["champion"]
     assert (decision["challenger"], decision["champion"]) == ("night-2", "night-1")
-    assert decision["challenger_accuracy"] == decision["champion_accuracy"]
-    assert decision["promoted"] is True
-    # And the first run, no longer the champion nor among the newest 1, was pruned with
-    # its exported model
-    assert second["pruned"] == ["night-1"]
-    assert names(runs) == ["night-2"]
-    assert names(models) == ["champion", "night-2"]
-    assert champion.current_champion(models) == Path(second["model_dir"])
-    assert (champion.current_champion(models) / "model.keras").is_file()
+    assert decision["challenger_data"] == summary["data_version"]
+    assert decision["champion_data"] == first_night.summary["data_version"]
+    assert decision["newer_data"] is True and decision["p_value"] is not None
+    assert events(config)[3:5] == [("candidate", "night-2"), ("decision", "night-2")]
 
-    # When a third run scores worse than the champion
-    def accuracy(model_dir: Path, validation_parquet: Path) -> tuple[float, int]:
-        return (0.5 if model_dir.name == "night-3" else 0.9), 16
+    # When a night runs again with the same file waiting (renamed: same content)
+    new_file.rename(new_file.with_name("renamed.jsonl"))
+    again = nightly(config, run_id="night-3")
 
-    monkeypatch.setattr(champion, "validation_accuracy", accuracy)
-    third = pipeline(config, run_id="night-3", promote=True, keep_runs=1)
+    # Then the file is not ingested twice, the data version is unchanged, and nothing trains:
+    # night-2 was trained and decided on this very version and settings
+    assert again["incoming"][0]["status"] == "already ingested"
+    assert again["data_version"] == summary["data_version"]
+    assert again["trained"] is False and "night-2" in again["reason"]
 
-    # Then the champion stays, and its run is kept although it is not the newest
-    assert third["champion"]["promoted"] is False
-    assert third["champion"]["champion"] == "night-2"
-    assert third["pruned"] == []
-    assert names(runs) == ["night-2", "night-3"]
-    assert names(models) == ["champion", "night-2", "night-3"]
-    assert champion.current_champion(models) == Path(second["model_dir"])
-    assert read_run_info(runs / "night-3")["status"] == "completed"
+
+def test_a_challenger_worse_than_the_champion_is_not_promoted(
+    first_night: FirstNight, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given new data, and a challenger that scores far below the champion on the held-out rows
+    config = first_night.copy(tmp_path)
+    write_jsonl(config.incoming_path / "more.jsonl", good_rows(30, seed=8))
+
+    def correct_on(model_dir: Path, parquet: Path) -> np.ndarray:
+        n = pq.read_metadata(parquet).num_rows
+        right = n if model_dir.name == "night-1" else n // 2
+        return np.arange(n) < right
+
+    monkeypatch.setattr(champion, "correct_on", correct_on)
+
+    # When the night runs
+    summary = nightly(config, run_id="night-2")
+
+    # Then the challenger is kept out, though trained on newer data, and the champion stays
+    decision = summary["champion"]
+    assert summary["trained"] is True and decision["promoted"] is False
+    assert decision["newer_data"] is True and "worse by over" in decision["reason"]
+    assert decision["challenger_accuracy"] < decision["champion_accuracy"]
+    assert os.readlink(config.artifacts_dir / "models" / "champion") == "night-1"
+    assert events(config)[3:] == [("candidate", "night-2"), ("decision", "night-2")]
+    published = Artifact.get("champion-decision")
+    assert published is not None and "Kept the champion" in str(published.data)
+
+
+@pytest.mark.parametrize("crash_in", ["correct_on", "switch_champion"])
+def test_a_crash_between_training_and_promotion_is_resumed_with_exactly_one_decision(
+    first_night: FirstNight, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, crash_in: str
+) -> None:
+    # Given new data, two models equally good on the held-out rows (the newer data wins), and a
+    # crash at `crash_in`: while scoring for the decision, or after recording it
+    config = first_night.copy(tmp_path)
+    write_jsonl(config.incoming_path / "more.jsonl", good_rows(30, seed=9))
+    models = config.artifacts_dir / "models"
+    links: list[str | None] = []
+
+    def correct_on(model_dir: Path, parquet: Path) -> np.ndarray:
+        links.append(os.readlink(models / "champion"))
+        return np.ones(pq.read_metadata(parquet).num_rows, dtype=bool)
+
+    real = {"correct_on": correct_on, "switch_champion": champion.switch_champion}
+
+    def crash(*args, **kwargs):
+        links.append(os.readlink(models / "champion"))
+        raise RuntimeError(f"worker lost in {crash_in}")
+
+    monkeypatch.setattr(champion, "correct_on", correct_on)
+    monkeypatch.setattr(champion, crash_in, crash)
+
+    # When the night crashes there
+    with pytest.raises(RuntimeError, match="worker lost"):
+        nightly(config, run_id="night-2")
+
+    # Then the run is trained and exported, and the champion link still names a valid model
+    run_dir = config.artifacts_dir / "runs" / "night-2"
+    info = read_run_info(run_dir)
+    assert info["status"] == "completed" and Path(info["model_dir"]).is_dir()
+    assert champion.current_champion(models) == (models / "night-1").resolve()
+
+    # When the automatic resume (as the trigger starts it: by the crashed flow run's id) runs
+    monkeypatch.setattr(champion, crash_in, real[crash_in])
+    summary = resume(flow_run_id=info["flow_run_ids"][0], automatic=True)
+
+    # Then the night is concluded: exactly one decision for night-2, and it was carried out
+    assert summary["champion"]["promoted"] is True and summary["champion"]["newer_data"]
+    night_2 = [kind for kind, run in events(config) if run == "night-2"]
+    assert night_2 == ["candidate", "decision", "promotion"]
+    assert champion.current_champion(models) == (models / "night-2").resolve()
+    # And the link named a model at every step: night-1 until the switch
+    assert set(links) == {"night-1"}

@@ -623,3 +623,136 @@ def test_an_archive_without_unlabelled_reviews_still_prepares_and_says_so(
     assert pq.read_table(data.split_path("unsup")).num_rows == 0
     assert len(warnings) == 1 and "aclImdb/train/unsup/" in warnings[0]
     assert data.counts["train"]["rows"] > 0
+
+
+# --- accepted incoming reviews: new data versions ------------------------------------------------
+
+
+def _accepted(root: Path, sha: str, rows: list[dict]):
+    """An accepted incoming file (as the ingest stage writes it) holding `rows`."""
+    from tasks.ingest.accepted import write_accepted
+    from tasks.ingest.validate import ACCEPTED_SCHEMA, text_keys
+
+    texts = [r["text"] for r in rows]
+    table = pa.table(
+        {
+            "id": [r["id"] for r in rows],
+            "text": texts,
+            "label": [r["label"] for r in rows],
+            "movie": [r.get("movie") for r in rows],
+            "rating": [r.get("rating") for r in rows],
+            "text_key": text_keys(texts),
+            "line": list(range(1, len(rows) + 1)),
+        },
+        schema=ACCEPTED_SCHEMA,
+    )
+    return write_accepted(root, sha, f"{sha[:4]}.jsonl", table)
+
+
+def _new_rows(prefix: str, n: int, movie: Callable[[int], str | None]) -> list[dict]:
+    return [
+        {
+            "id": f"{prefix}{i}",
+            "text": f"zebra{prefix} quagga {'superb' if i % 2 else 'dreadful'} review number {i}",
+            "label": i % 2,
+            "movie": movie(i),
+            "rating": 9 if i % 2 else None,
+        }
+        for i in range(n)
+    ]
+
+
+def test_accepted_rows_make_a_new_version_that_keeps_every_archive_row_in_its_split(
+    tmp_path: Path, small_archive: Path, built: ProcessedData
+) -> None:
+    # Given an accepted file: reviews of an archive movie, and reviews of new movies
+    train_movies = pq.read_table(built.split_path("train"), columns=["movie_id"])
+    val_movies = pq.read_table(built.split_path("validation"), columns=["movie_id"])
+    in_train = train_movies.column("movie_id")[0].as_py()
+    in_val = val_movies.column("movie_id")[0].as_py()
+    rows = _new_rows("a", 4, lambda i: in_train if i < 2 else in_val)
+    rows += _new_rows("n", 60, lambda i: f"tt9{i:06d}")
+    accepted = _accepted(tmp_path / "accepted", "1f" * 32, rows)
+
+    # When the archive is tokenised with it
+    data = tokenize_archive(small_archive, SHA, tmp_path / "p", PARAMS, _quiet, incoming=[accepted])
+
+    # Then it is another data version, which records the file
+    assert data.fingerprint != built.fingerprint
+    assert data.fingerprint == fingerprint(SHA, PARAMS, [accepted.sha256])
+    assert data.incoming == (accepted.sha256,) == load_processed(data.path).incoming
+    # And every archive row kept its split; the new rows are training or validation rows
+    old, new = _tables(built), _tables(data)
+    for split in SPLITS:
+        ids = set(old[split].column("review_id").to_pylist())
+        assert ids <= set(new[split].column("review_id").to_pylist())
+    same = ["review_id", "label", "text"]  # token ids follow the version's vocabulary
+    assert new["test"].select(same).equals(old["test"].select(same))
+    added = {
+        r["review_id"]: r
+        for s in ("train", "validation")
+        for r in new[s].to_pylist()
+        if r["review_id"].startswith("incoming/")
+    }
+    assert len(added) == 64
+    # And a review of an archive movie joins that movie's side; new movies split by the fraction
+    prefix = f"incoming/{accepted.sha256[:12]}/"
+    assert added[prefix + "a0"]["split"] == added[prefix + "a1"]["split"] == "train"
+    assert added[prefix + "a2"]["split"] == added[prefix + "a3"]["split"] == "validation"
+    new_val = sum(added[f"{prefix}n{i}"]["split"] == "validation" for i in range(60))
+    assert 1 <= new_val <= 15
+    # And labels, ratings (absent = null), text and token ids are those of the rows
+    row = added[prefix + "n1"]
+    assert (row["label"], row["rating"], row["movie_id"]) == (1, 9, "tt9000001")
+    assert added[prefix + "n0"]["rating"] is None
+    assert row["text"] == rows[5]["text"]
+    vocabulary = _vocabulary(data)
+    encoded = text.encode(text.tokenize(pa.array([row["text"]])), vocabulary)
+    assert row["token_ids"] == encoded[0].as_py()
+    # And the vocabulary is rebuilt from the version's training rows: new words are in it
+    assert "quagga" in vocabulary and "quagga" not in _vocabulary(built)
+
+
+def test_a_row_keeps_its_split_in_every_later_version(tmp_path: Path, small_archive: Path) -> None:
+    # Given a version with one accepted file, and a later one with a second file
+    first = _accepted(tmp_path / "accepted", "2a" * 32, _new_rows("x", 40, lambda i: None))
+    second = _accepted(tmp_path / "accepted", "3b" * 32, _new_rows("y", 40, lambda i: None))
+    v1 = tokenize_archive(small_archive, SHA, tmp_path / "p", PARAMS, _quiet, incoming=[first])
+    v2 = tokenize_archive(
+        small_archive, SHA, tmp_path / "p", PARAMS, _quiet, incoming=[first, second]
+    )
+
+    # Then the rows of the first file are in the same split in both
+    def splits(data: ProcessedData) -> dict[str, str]:
+        return {
+            r: s
+            for s in ("train", "validation")
+            for r in pq.read_table(data.split_path(s)).column("review_id").to_pylist()
+        }
+
+    a, b = splits(v1), splits(v2)
+    assert {r: a[r] for r in a if "/x" in r} == {r: b[r] for r in a if "/x" in r}
+    assert v1.fingerprint != v2.fingerprint and v2.incoming == tuple(
+        sorted([first.sha256, second.sha256])
+    )
+
+
+def test_stable_validation_follows_archive_movies_and_a_fixed_hash() -> None:
+    from tasks.data.reviews import stable_validation
+
+    # Given reviews of an archive movie on each side, and of many new movies
+    archive = {"tt1": "train", "tt2": "validation"}
+    ids = [f"r{i}" for i in range(2000)]
+    movies = ["tt1", "tt2", None, None] + [f"tt9{i // 2}" for i in range(1996)]
+
+    # When split twice, the second time in another order and with other reviews around them
+    first = stable_validation(ids, movies, archive, 0.1)
+    again = stable_validation(ids[::-1], movies[::-1], archive, 0.1)[::-1]
+    alone = stable_validation(ids[4:5], movies[4:5], archive, 0.1)
+
+    # Then archive movies keep their side, each review always gets the same answer, two
+    # reviews of one new movie land together, and about the fraction goes to validation
+    assert first[:2] == ["train", "validation"]
+    assert first == again and alone == first[4:5]
+    assert all(first[i] == first[i + 1] for i in range(4, 2000, 2))
+    assert 150 <= first.count("validation") <= 250

@@ -1,9 +1,10 @@
-"""Tests of the champion model: the promotion decision and the atomic symlink switch."""
+"""Tests of the champion model: the promotion rule, its record in the registry, the atomic
+symlink switch."""
 
 from __future__ import annotations
 
+import json
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tasks.data.processed import ProcessedData
-from tasks.serving import champion
+from tasks.serving import champion, registry
 from tests.imdb_fixtures import tiny_config, tokenize_small
 
 
@@ -22,62 +23,184 @@ def fake_export(models_dir: Path, name: str) -> Path:
     return folder
 
 
-@dataclass
-class Scores:
-    """Validation accuracy of each fake export by folder name, and who was scored."""
+def card(folder: Path, data_version: str, incoming: list[str], digest: str = "cfg") -> Path:
+    (folder / "model-card.json").write_text(
+        json.dumps(
+            {"data_fingerprint": data_version, "data_incoming": incoming, "config_digest": digest}
+        )
+    )
+    return folder
 
-    table: dict[str, float] = field(default_factory=dict)
-    calls: list[str] = field(default_factory=list)
+
+def info(run_id: str, incoming: tuple[str, ...] = (), data: str = "v") -> champion.ModelInfo:
+    return champion.ModelInfo(Path(run_id), run_id, data, incoming, "cfg")
+
+
+def correct(right: int, total: int = 1000) -> np.ndarray:
+    return np.arange(total) < right
+
+
+# --- the rule -------------------------------------------------------------------------------
+
+
+def test_the_first_model_is_promoted() -> None:
+    decision = champion.decide(info("a"), correct(700), None, None, 0.05, 0.002)
+    assert decision.promoted and decision.reason == "no champion yet"
+    assert (decision.challenger_accuracy, decision.champion, decision.p_value) == (0.7, None, None)
+
+
+def test_significantly_better_is_promoted_equal_is_not() -> None:
+    # Given a champion right on 800 of 1,000 reviews
+    old = correct(800)
+
+    # When a challenger on the same data is right on 850 (the same 800 and 50 more)
+    better = champion.decide(info("b"), correct(850), info("a"), old, 0.05, 0.002)
+    # Then McNemar's test (50 against 0 discordant reviews) promotes it
+    assert better.promoted and better.p_value < 1e-10
+    assert (better.challenger_only, better.champion_only) == (50, 0)
+
+    # When a challenger is exactly as good (a tie, as a retrained identical model)
+    tie = champion.decide(info("c"), old.copy(), info("a"), old, 0.05, 0.002)
+    # Then it is not promoted: a tie is no improvement
+    assert not tie.promoted and tie.p_value == 1.0
+    assert "not significantly better" in tie.reason
+
+    # When a challenger is slightly better, but not significantly (5 of 1,000 more)
+    slight = champion.decide(info("d"), correct(805), info("a"), old, 0.05, 0.002)
+    assert not slight.promoted and slight.p_value > 0.05
+
+
+def test_strictly_newer_data_wins_when_not_worse_by_more_than_the_margin() -> None:
+    old = correct(800)
+    champ = info("a", incoming=("f1",))
+    # Given a challenger trained on the champion's files plus one more
+    newer = info("b", incoming=("f1", "f2"))
+
+    # When it is 0.1 point worse (within a 0.2 point margin): promoted
+    within = champion.decide(newer, correct(799), champ, old, 0.05, 0.002)
+    assert within.promoted and within.newer_data
+    assert "strictly newer data" in within.reason
+
+    # When it is 0.5 point worse: kept out
+    worse = champion.decide(newer, correct(795), champ, old, 0.05, 0.002)
+    assert not worse.promoted and "worse by over 0.002" in worse.reason
+
+    # When its data is other, not newer (a file missing that the champion had): kept out
+    other = champion.decide(info("c", incoming=("f2",)), correct(800), champ, old, 0.05, 0.002)
+    assert not other.promoted and not other.newer_data
+
+
+def test_models_scored_on_different_rows_are_refused() -> None:
+    with pytest.raises(ValueError, match="different rows"):
+        champion.decide(info("b"), correct(5, 10), info("a"), correct(5, 11), 0.05, 0.0)
+
+
+# --- recording: exactly once ------------------------------------------------------------------
 
 
 @pytest.fixture
-def scores(monkeypatch: pytest.MonkeyPatch) -> Scores:
-    scored = Scores()
-
-    def accuracy(model_dir: Path, validation_parquet: Path) -> tuple[float, int]:
-        assert validation_parquet == Path("validation.parquet")
-        scored.calls.append(model_dir.name)
-        return scored.table[model_dir.name], 100
-
-    monkeypatch.setattr(champion, "validation_accuracy", accuracy)
-    return scored
+def scored(monkeypatch: pytest.MonkeyPatch) -> dict[str, np.ndarray]:
+    """Per-review correctness of each fake export by folder name (instead of running models)."""
+    table: dict[str, np.ndarray] = {}
+    monkeypatch.setattr(champion, "correct_on", lambda model_dir, parquet: table[model_dir.name])
+    return table
 
 
-def test_first_model_is_promoted_and_better_or_equal_ones_replace_it(
-    tmp_path: Path, scores: Scores
+def test_promote_records_candidate_decision_and_promotion_once(
+    tmp_path: Path, scored: dict[str, np.ndarray]
 ) -> None:
     models = tmp_path / "models"
-    a, b, c, d = (fake_export(models, n) for n in ("run-a", "run-b", "run-c", "run-d"))
-    scores.table.update({"run-a": 0.70, "run-b": 0.80, "run-c": 0.80, "run-d": 0.79})
-    validation = Path("validation.parquet")
+    a = card(fake_export(models, "run-a"), "v1", [])
+    b = card(fake_export(models, "run-b"), "v2", ["f1"])
+    scored.update({"run-a": correct(800), "run-b": correct(900)})
 
-    # Given no champion yet, when run-a is offered, then it is promoted
-    assert champion.current_champion(models) is None
-    first = champion.promote_if_better(models, a, validation)
-    assert first == champion.Decision(True, "run-a", 0.70, None, None, 100)
+    # When run-a is offered with no champion, then run-b, clearly better
+    first = champion.promote(models, a, Path("validation.parquet"), 0.05, 0.002)
+    second = champion.promote(models, b, Path("validation.parquet"), 0.05, 0.002)
+
+    # Then both are promoted, the link ends on run-b, and the registry holds the lineage
+    assert first.promoted and second.promoted and second.champion == "run-a"
+    assert os.readlink(models / "champion") == "run-b"
+    events = registry.read_events(models)
+    assert [(e["event"], e["run_id"]) for e in events] == [
+        ("candidate", "run-a"),
+        ("decision", "run-a"),
+        ("promotion", "run-a"),
+        ("candidate", "run-b"),
+        ("decision", "run-b"),
+        ("promotion", "run-b"),
+    ]
+    assert events[3]["data_version"] == "v2" and events[3]["incoming"] == ["f1"]
+    assert events[4]["p_value"] == second.p_value and events[5]["previous"] == "run-a"
+
+    # When run-b is offered again (a resumed nightly), even with other scores now
+    scored["run-b"] = correct(100)
+    again = champion.promote(models, b, Path("validation.parquet"), 0.05, 0.002)
+
+    # Then the recorded decision is returned and nothing is appended
+    assert again == second
+    assert len(registry.read_events(models)) == 6
+
+
+def test_a_promotion_decided_but_not_carried_out_is_completed_once(
+    tmp_path: Path, scored: dict[str, np.ndarray], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a champion run-a and a better run-b whose switch crashes after the decision
+    models = tmp_path / "models"
+    a = card(fake_export(models, "run-a"), "v1", [])
+    b = card(fake_export(models, "run-b"), "v2", ["f1"])
+    scored.update({"run-a": correct(800), "run-b": correct(900)})
+    champion.promote(models, a, Path("v.parquet"), 0.05, 0.002)
+    real_switch = champion.switch_champion
+
+    def crash(models_dir: Path, target: Path) -> None:
+        raise KeyboardInterrupt("killed between decision and switch")
+
+    monkeypatch.setattr(champion, "switch_champion", crash)
+    with pytest.raises(KeyboardInterrupt):
+        champion.promote(models, b, Path("v.parquet"), 0.05, 0.002)
+    # Then the link still names the old champion, a valid model
     assert champion.current_champion(models) == a.resolve()
 
-    # When a better model is offered, then it replaces the champion
-    better = champion.promote_if_better(models, b, validation)
-    assert (better.promoted, better.champion, better.champion_accuracy) == (True, "run-a", 0.70)
-    assert champion.current_champion(models) == b.resolve()
+    # When the promotion is offered again
+    monkeypatch.setattr(champion, "switch_champion", real_switch)
+    decision = champion.promote(models, b, Path("v.parquet"), 0.05, 0.002)
 
-    # When an equally good model is offered, then it replaces the champion too (newer)
-    equal = champion.promote_if_better(models, c, validation)
-    assert (equal.promoted, equal.challenger_accuracy, equal.champion_accuracy) == (
-        True,
-        0.80,
-        0.80,
+    # Then it is carried out, with exactly one decision and one promotion for run-b
+    assert decision.promoted and champion.current_champion(models) == b.resolve()
+    kinds = [e["event"] for e in registry.read_events(models) if e["run_id"] == "run-b"]
+    assert kinds == ["candidate", "decision", "promotion"]
+
+
+def test_unchanged_reason_names_the_champion_with_the_same_data_and_config(
+    tmp_path: Path,
+) -> None:
+    models = tmp_path / "models"
+    assert champion.unchanged_reason(models, "v1", "cfg") is None  # no champion: train
+    a = card(fake_export(models, "run-a"), "v1", [], digest="cfg")
+    champion.switch_champion(models, a)
+    reason = champion.unchanged_reason(models, "v1", "cfg")
+    assert reason is not None and "run-a" in reason and "v1" in reason
+    assert champion.unchanged_reason(models, "v2", "cfg") is None  # new data version
+    assert champion.unchanged_reason(models, "v1", "other") is None  # other settings
+
+    # Given a candidate on v2 that was judged and kept out
+    registry.append_event(
+        models, registry.CANDIDATE, "run-b", data_version="v2", config_digest="cfg"
     )
-    assert champion.current_champion(models) == c.resolve()
+    assert champion.unchanged_reason(models, "v2", "cfg") is None  # not decided yet: train
+    registry.append_event(models, registry.DECISION, "run-b", reason="not significantly better")
+    # Then training it again would only reproduce it: skipped, naming it and its decision
+    again = champion.unchanged_reason(models, "v2", "cfg")
+    assert again is not None and "run-b" in again and "not significantly better" in again
 
-    # When a worse model is offered, then the champion stays
-    worse = champion.promote_if_better(models, d, validation)
-    assert worse == champion.Decision(False, "run-d", 0.79, "run-c", 0.80, 100)
-    assert champion.current_champion(models) == c.resolve()
-    assert os.readlink(models / "champion") == "run-c"  # relative: the folder can move
-    # And every decision scored the challenger and the champion on the same split
-    assert scores.calls == ["run-a", "run-b", "run-a", "run-c", "run-b", "run-d", "run-c"]
+
+def test_registry_skips_a_torn_last_line(tmp_path: Path) -> None:
+    registry.append_event(tmp_path, registry.CANDIDATE, "run-a", data_version="v1")
+    with (tmp_path / registry.REGISTRY).open("a") as fh:
+        fh.write('{"event": "decision", "run_')  # a write cut short by a crash
+    assert [e["run_id"] for e in registry.read_events(tmp_path)] == ["run-a"]
+    assert registry.find_event(tmp_path, registry.DECISION, "run-a") is None
 
 
 def test_switch_champion_replaces_the_link_in_one_rename(
@@ -126,7 +249,7 @@ def test_current_champion_is_none_unless_the_link_reaches_a_model(tmp_path: Path
     assert champion.current_champion(models) is None
 
 
-def test_a_real_better_model_is_promoted_and_a_worse_one_is_not(
+def test_real_models_are_compared_from_raw_text_on_the_same_reviews(
     small_archive: Path, tmp_path: Path
 ) -> None:
     from tasks.serving import export
@@ -163,21 +286,18 @@ def test_a_real_better_model_is_promoted_and_a_worse_one_is_not(
     assert strong_acc > weak_acc, "precondition: training must beat the untrained model"
 
     # When the weak model is offered first, then it becomes the champion
-    first = champion.promote_if_better(models, weak, validation)
+    first = champion.promote(models, weak, validation, alpha=0.05, margin=0.0)
     assert first.promoted and first.champion is None
     assert first.challenger_accuracy == pytest.approx(weak_acc)
     assert first.examples == len(labels) == 16
 
-    # When the strong one is offered, then it replaces the weak one
-    second = champion.promote_if_better(models, strong, validation)
-    assert second.promoted
+    # When the strong one is offered (same data: it must be significantly better)
+    second = champion.promote(models, strong, validation, alpha=0.5, margin=0.0)
     assert (second.challenger, second.champion) == ("strong", "weak")
     assert second.challenger_accuracy == pytest.approx(strong_acc)
     assert second.champion_accuracy == pytest.approx(weak_acc)
-    assert champion.current_champion(models) == strong.resolve()
-
-    # When the weak one is offered again, then the champion stays
-    third = champion.promote_if_better(models, weak, validation)
-    assert not third.promoted
+    # Then, both scored from raw text on the same 16 reviews, it replaces the weak one
+    assert second.challenger_only > second.champion_only
+    assert second.promoted, second.reason
     assert champion.current_champion(models) == strong.resolve()
     assert [p.name for p in models.iterdir() if p.name.startswith(".")] == []

@@ -12,7 +12,7 @@ from prefect.artifacts import Artifact
 from tasks.config import PipelineConfig
 from tasks.core import runs
 from tasks.data.processed import ProcessedData
-from tasks.serving import champion
+from tasks.serving import champion, registry
 from tasks.serving.steps import export_model, promote_model, prune_runs
 from tests.imdb_fixtures import Exported, run_in_flow
 
@@ -43,12 +43,15 @@ def test_export_promote_and_prune_keep_the_champion(exported: Exported, tmp_path
     card = json.loads((model_dir / "model-card.json").read_text())
     assert (card["run_id"], card["selected_epoch"]) == ("run-1", exported.best.epoch)
     assert card["test_metrics"] == exported.metrics
+    # And the card names its data version and settings, which the nightly compares
+    assert card["data_fingerprint"] == exported.data.fingerprint
+    assert (card["data_incoming"], card["config_digest"]) == ([], config.digest())
 
     # When it is offered as the champion, with none yet
     validation = exported.data.split_path("validation")
-    decision = run_in_flow(promote_model, models, model_dir, validation)
+    decision = run_in_flow(promote_model, models, model_dir, validation, 0.05, 0.002)
 
-    # Then it is promoted on its validation accuracy, and the decision is published
+    # Then it is promoted (no champion yet), and the decision is recorded and published
     assert (decision.promoted, decision.challenger, decision.champion) == (True, "run-1", None)
     assert decision.champion_accuracy is None
     assert 0.0 <= decision.challenger_accuracy <= 1.0
@@ -56,6 +59,12 @@ def test_export_promote_and_prune_keep_the_champion(exported: Exported, tmp_path
     assert champion.current_champion(models) == model_dir
     published = Artifact.get("champion-decision")
     assert published is not None and "Promoted" in str(published.data)
+    assert "no champion yet" in str(published.data)
+    assert [e["event"] for e in registry.read_events(models)] == [
+        "candidate",
+        "decision",
+        "promotion",
+    ]
 
     # When two newer runs finish, one is still running, and runs are pruned to the newest one
     for run_id in ("run-2", "run-3"):

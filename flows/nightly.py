@@ -1,0 +1,90 @@
+"""nightly: take in new labelled reviews, retrain only if something changed, promote only a
+real improvement, then score the reviews waiting in the to-score folder with the champion.
+
+    ingest -> data version -> unchanged? skip : train -> evaluate -> export -> decide
+           -> score waiting reviews -> prune old runs
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+from prefect import flow
+from prefect.runtime import flow_run
+
+from flows.pipeline import finish_run
+from flows.prepare import prepare_data
+from tasks.config import PipelineConfig
+from tasks.core.runs import create_run
+from tasks.data.processed import ProcessedData
+from tasks.ingest.steps import ingest_incoming
+from tasks.ingest.validate import reference_keys
+from tasks.serving.champion import current_champion
+from tasks.serving.steps import check_unchanged, promote_model, prune_runs, score_waiting_reviews
+
+HELDOUT = "validation"  # the split champion and challenger are compared on
+
+
+# Named like the pipeline flow: `prefect deployment run 'imdb-pipeline/nightly'`, and the resume
+# triggers that watch `imdb-pipeline` runs cover the nightly too.
+@flow(name="imdb-pipeline", log_prints=True)
+def nightly(
+    config: PipelineConfig = PipelineConfig(),
+    run_id: str | None = None,
+    keep_runs: int | None = 5,
+) -> dict:
+    """One night: new data in, a challenger trained only when the data version or the settings
+    differ from the champion's, the champion replaced only by a real improvement."""
+    base = prepare_data(config)  # the archive alone: its test reviews are what must not leak
+    report = ingest_incoming(config, *reference_keys(base))
+    data = prepare_data(config, report.accepted) if report.accepted else base
+    artifacts_dir = config.artifacts_dir.resolve()
+    summary: dict = {
+        "flow": "nightly",
+        "data_version": data.fingerprint,
+        "incoming": [asdict(f) for f in report.files],
+    }
+    reason = check_unchanged(artifacts_dir / "models", data, config)
+    if reason is not None:
+        summary.update(trained=False, reason=reason)
+        model_dir = None
+    else:
+        nightly_record = {"keep_runs": keep_runs}
+        run_dir = create_run(
+            artifacts_dir, config, data, run_id, flow_run.get_id(), nightly=nightly_record
+        )
+        summary.update(finish_run(config, data, run_dir), flow="nightly", trained=True)
+        model_dir = Path(summary["model_dir"])
+    summary.update(conclude_night(config, data, model_dir, keep_runs))
+    return summary
+
+
+def conclude_night(
+    config: PipelineConfig, data: ProcessedData, model_dir: Path | None, keep_runs: int | None
+) -> dict:
+    """The night's end, also run by a resume of a nightly's run: decide about the new model
+    (once: a decision already recorded is reused), score the waiting reviews with the champion
+    this leaves, prune old runs."""
+    artifacts_dir = config.artifacts_dir.resolve()
+    models_dir = artifacts_dir / "models"
+    out: dict = {}
+    if model_dir is not None:
+        decision = promote_model(
+            models_dir,
+            model_dir,
+            data.split_path(HELDOUT),
+            config.promotion_alpha,
+            config.promotion_margin,
+        )
+        out["champion"] = asdict(decision)
+    champion = current_champion(models_dir)
+    out["champion_model"] = str(champion) if champion else None
+    out["scored"] = (
+        score_waiting_reviews(config.to_score_path, config.data_dir / "scored", champion)
+        if champion is not None
+        else []
+    )
+    if keep_runs is not None:
+        out["pruned"] = prune_runs(artifacts_dir, keep_runs)
+    return out
