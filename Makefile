@@ -69,8 +69,7 @@ worker: install
 
 ## Deployments from prefect.yaml (pipeline, nightly, resume + triggers) and the heartbeat automation.
 deploy: install
-	PREFECT_API_URL=http://127.0.0.1:$(PREFECT_PORT)/api IMDB_PIPELINE_ROOT=$(CURDIR) \
-	  $(BIN)/prefect --no-prompt deploy --all
+	PREFECT_API_URL=http://127.0.0.1:$(PREFECT_PORT)/api $(BIN)/prefect --no-prompt deploy --all
 	PREFECT_API_URL=http://127.0.0.1:$(PREFECT_PORT)/api \
 	  $(BIN)/prefect --no-prompt automation delete imdb-mark-silent-runs-crashed >/dev/null 2>&1 || true
 	PREFECT_API_URL=http://127.0.0.1:$(PREFECT_PORT)/api \

@@ -38,11 +38,12 @@ def new_reviews(data_dir: Path, n: int, seed: int = 0) -> list[dict]:
     folders = sorted((data_dir / "processed").glob("*/train.parquet"))
     data = next(load_processed(p.parent) for p in folders if not load_processed(p.parent).incoming)
     table = pq.read_table(data.split_path("train"), columns=["text", "label"]).to_pylist()
+    pools = [[r["text"] for r in table if r["label"] == label] for label in (0, 1)]
     rng = np.random.default_rng(seed)
     rows = []
     for i in range(n):
         label = i % 2
-        a, b = rng.choice([r["text"] for r in table[:5000] if r["label"] == label], 2, False)
+        a, b = rng.choice(pools[label], 2, replace=False)
         rows.append(
             {
                 "id": f"bench-{i}",

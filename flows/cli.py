@@ -113,6 +113,20 @@ def _run_score(args: argparse.Namespace) -> dict:
     return score(args.input, args.model, args.output, args.artifacts_dir)
 
 
+def _run_mlflow_sync(args: argparse.Namespace) -> dict:
+    from tasks.tracking.mlflow_sync import sync_all
+
+    summary = sync_all(
+        args.artifacts_dir.resolve(),
+        args.tracking_uri,
+        args.registered_model,
+        progress=lambda line: print(line, file=sys.stderr),
+    )
+    if summary["errors"]:
+        raise RuntimeError("not logged: " + "; ".join(summary["errors"]))
+    return {"flow": "mlflow-sync", **summary}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="imdb-pipeline", description="Prefect-orchestrated IMDB sentiment LSTM pipeline"
@@ -170,6 +184,22 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--artifacts-dir", type=Path, default=Path("artifacts"))
     sc.add_argument("--json", action="store_true", help="print one JSON summary line last")
     sc.set_defaults(run=_run_score)
+
+    ml = sub.add_parser(
+        "mlflow-sync",
+        help="log to MLflow what the run folders hold and it lacks (after an outage, or runs "
+        "from before tracking was on), then move the champion alias",
+    )
+    ml.add_argument("--artifacts-dir", type=Path, default=Path("artifacts"))
+    ml.add_argument(
+        "--tracking-uri",
+        help="default: each run's mlflow_tracking_uri, else MLFLOW_TRACKING_URI",
+    )
+    ml.add_argument(
+        "--registered-model", help="default: each run's mlflow_registered_model (imdb-sentiment)"
+    )
+    ml.add_argument("--json", action="store_true", help="print one JSON summary line last")
+    ml.set_defaults(run=_run_mlflow_sync)
     return parser
 
 

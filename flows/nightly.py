@@ -22,6 +22,7 @@ from tasks.ingest.steps import ingest_incoming
 from tasks.ingest.validate import reference_keys
 from tasks.serving.champion import current_champion
 from tasks.serving.steps import check_unchanged, promote_model, prune_runs, score_waiting_reviews
+from tasks.tracking.steps import track_champion
 
 HELDOUT = "validation"  # the split champion and challenger are compared on
 
@@ -78,6 +79,7 @@ def conclude_night(
             config.promotion_margin,
         )
         out["champion"] = asdict(decision)
+    track_champion(config)  # MLflow's champion alias follows the link (when tracking is on)
     champion = current_champion(models_dir)
     out["champion_model"] = str(champion) if champion else None
     out["scored"] = (

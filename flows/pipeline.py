@@ -9,11 +9,13 @@ from prefect.runtime import flow_run
 
 from flows.prepare import prepare_data
 from tasks.config import PipelineConfig
+from tasks.core.lock import release_run
 from tasks.core.runs import create_run, update_run_info
 from tasks.data.processed import ProcessedData
 from tasks.evaluation.steps import evaluate_model
 from tasks.pretraining.steps import pretrain_word_vectors
 from tasks.serving.steps import export_model
+from tasks.tracking.steps import track_run
 from tasks.training.checkpoint import Checkpoint
 from tasks.training.steps import train_model
 from tasks.training.train import TrainResult
@@ -40,8 +42,11 @@ def finish_run(
         model_dir = export_model(config, data, result, metrics)
     except BaseException:
         update_run_info(run_dir, status="failed")
+        release_run(run_dir)
         raise
     update_run_info(run_dir, status="completed", model_dir=str(model_dir))
+    track_run(config, run_dir)  # MLflow, when configured: never fails the run
+    release_run(run_dir)  # this process writes nothing more into the run folder
     return {
         "flow": "pipeline",
         "run_id": run_dir.name,

@@ -1,7 +1,9 @@
-"""resume: continue a run from its newest valid checkpoint, then evaluate and export."""
+"""resume: become the run's one writer, continue it from its newest valid checkpoint, then
+evaluate and export (and, for a nightly's run, conclude the night: decision, scoring, pruning)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from prefect import flow
@@ -12,6 +14,7 @@ from flows.nightly import conclude_night
 from flows.pipeline import finish_run
 from flows.prepare import prepare_data
 from tasks.config import PipelineConfig
+from tasks.core.lock import Holder, RunLocked, acquire_run, release_run
 from tasks.core.runs import RunError, begin_resume, find_run, read_run_info, update_run_info
 from tasks.ingest.accepted import accepted_files
 from tasks.training.checkpoint import Checkpoint, find_latest_checkpoint
@@ -27,13 +30,64 @@ def resume(
     data_dir: Path | None = None,
     automatic: bool = False,
     max_automatic_resumes: int = 3,
+    wait_for_writer_s: float = 600.0,
 ) -> dict:
     """Continue run `run_id`, or the run that flow run `flow_run_id` worked on, or the newest
-    unfinished run; `automatic` marks a resume started by a trigger (bounded by the limit)."""
+    unfinished run; `automatic` marks a resume started by a trigger (bounded by the limit).
+
+    One writer per run: if the run's own process still lives (a "crash" the orchestrator
+    reported wrongly), an automatic resume waits up to `wait_for_writer_s` for it, then does
+    nothing if it finished or still runs, and continues if it died; a manual resume refuses at
+    once, naming the process that holds the run."""
     if artifacts_dir is None:
         artifacts_dir = artifacts_dir_of(flow_run_id) if flow_run_id else DEFAULT_ARTIFACTS
     run_dir = find_run(artifacts_dir.resolve(), run_id, flow_run_id)
-    info = read_run_info(run_dir)
+    if not take_over(run_dir, automatic, wait_for_writer_s):
+        return {"flow": "resume", "run_id": run_dir.name, "status": "running elsewhere"}
+    try:
+        return _resume(
+            run_dir, artifacts_dir, data_dir, automatic=automatic, limit=max_automatic_resumes
+        )
+    finally:
+        release_run(run_dir)
+
+
+def take_over(run_dir: Path, automatic: bool, wait_s: float) -> bool:
+    """Become the run's one writer: True once this process holds its lock; False if an
+    automatic resume found the writer alive past `wait_s`; RunError for a manual one."""
+    logger = get_run_logger()
+
+    def waiting(holder: Holder | None) -> None:
+        who = holder.describe() if holder else "another process"
+        logger.info(
+            "run %s is still written by %s: waiting up to %.0f s", run_dir.name, who, wait_s
+        )
+
+    try:
+        previous = acquire_run(
+            run_dir, flow_run.get_id(), wait_s=wait_s if automatic else 0.0, on_wait=waiting
+        )
+    except RunLocked as exc:
+        if not automatic:
+            raise RunError(f"{exc}: not resuming it (stop that process first)") from exc
+        logger.warning(
+            "%s and did not finish within %.0f s: leaving it to that writer", exc, wait_s
+        )
+        return False
+    if previous is not None and previous.pid != os.getpid():
+        logger.info(
+            "run %s: its last writer, %s, no longer holds it",
+            run_dir.name,
+            previous.describe(),
+        )
+    return True
+
+
+def _resume(
+    run_dir: Path, artifacts_dir: Path, data_dir: Path | None, *, automatic: bool, limit: int
+) -> dict:
+    """The resume itself, by the run's writer (see `resume`)."""
+    info = read_run_info(run_dir)  # read under the lock: a writer we waited for may have finished
     completed = info.get("status") == "completed"
     if completed and "nightly" not in info:
         get_run_logger().info("run %s already completed; nothing to resume", run_dir.name)
@@ -54,7 +108,7 @@ def resume(
             flow_run.get_id(),
             start,
             automatic=automatic,
-            max_automatic_resumes=max_automatic_resumes,
+            max_automatic_resumes=limit,
         )
     try:
         overrides = {

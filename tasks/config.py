@@ -243,6 +243,22 @@ class PipelineConfig(BaseModel):
         json_schema_extra=roles(NIGHTLY),
     )
 
+    # Tracking: where a run is recorded, not what it computes (not in the digest)
+    mlflow_tracking_uri: str | None = Field(
+        None,
+        description=(
+            "MLflow tracking server (http://host:port) that each run is logged to; default: "
+            "the MLFLOW_TRACKING_URI environment variable, and without either no tracking"
+        ),
+        json_schema_extra=roles(PLACEMENT),
+    )
+    mlflow_registered_model: str = Field(
+        "imdb-sentiment",
+        min_length=1,
+        description="MLflow registered model whose versions the exported models become",
+        json_schema_extra=roles(PLACEMENT),
+    )
+
     # Checkpoints
     checkpoint_every: int = Field(1, ge=1, description="save a full checkpoint every N epochs")
     keep_checkpoints: int = Field(5, ge=1, description="newest periodic checkpoints kept")

@@ -96,7 +96,6 @@ def local_prefect(home: Path, extra_env: dict[str, str] | None = None) -> Iterat
             "PREFECT_WORKER_PREFETCH_SECONDS": "2",
             "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30",
             "PREFECT_LOGGING_LEVEL": "INFO",
-            "IMDB_PIPELINE_ROOT": str(ROOT),
             "TF_CPP_MIN_LOG_LEVEL": "2",
             "PYTHONUNBUFFERED": "1",
             "COLUMNS": "250",  # rich tables would otherwise wrap names

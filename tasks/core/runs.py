@@ -12,6 +12,7 @@ from typing import Any
 
 from tasks.config import PipelineConfig
 from tasks.core.atomic import atomic_write_text
+from tasks.core.lock import acquire_run
 from tasks.data.processed import ProcessedData
 
 RUN_FILE = "run.json"
@@ -34,8 +35,8 @@ def create_run(
     flow_run_id: str | None = None,
     **extra: Any,
 ) -> Path:
-    """A fresh run folder with run.json (plus the `extra` keys); refuses to reuse an existing
-    run's folder."""
+    """A fresh run folder with run.json (plus the `extra` keys), its writer lock held by this
+    process; refuses to reuse an existing run's folder."""
     run_id = run_id or new_run_id()
     if not run_id.replace("-", "").replace("_", "").replace(".", "").isalnum():
         raise RunError(f"run id {run_id!r} may hold only letters, digits, '-', '_' and '.'")
@@ -45,6 +46,7 @@ def create_run(
         run_dir.mkdir()
     except FileExistsError as exc:
         raise RunError(f"run folder {run_dir} already exists; runs never share one") from exc
+    acquire_run(run_dir, flow_run_id)  # free: the folder is new; held until the run is done
     write_run_info(
         run_dir,
         {

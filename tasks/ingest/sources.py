@@ -76,8 +76,11 @@ def fetch_incoming(
     retries: int = 4,
     backoff_s: float = 1.0,
     timeout_s: float = 60.0,
+    on_error: Callable[[FetchError], None] | None = None,
 ) -> list[Path]:
     """Fetch each source into `incoming` (see the module docstring); the paths, in order.
+    With `on_error`, a source that fails is handed to it and skipped (the others are still
+    fetched); without, the first failure is raised.
 
     A file already there under the source's name with the given checksum is not fetched again
     (without a checksum it is fetched again and replaced). FetchError names a source that is
@@ -94,10 +97,19 @@ def fetch_incoming(
         names[s.name] = s.location
     if parsed:
         incoming.mkdir(parents=True, exist_ok=True)
-    return [
-        _fetch_one(s, incoming, log=log, retries=retries, backoff_s=backoff_s, timeout_s=timeout_s)
-        for s in parsed
-    ]
+    fetched = []
+    for s in parsed:
+        try:
+            fetched.append(
+                _fetch_one(
+                    s, incoming, log=log, retries=retries, backoff_s=backoff_s, timeout_s=timeout_s
+                )
+            )
+        except FetchError as exc:
+            if on_error is None:
+                raise
+            on_error(exc)
+    return fetched
 
 
 def _fetch_one(

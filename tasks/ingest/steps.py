@@ -25,7 +25,14 @@ def ingest_incoming(
     incoming = config.incoming_path
     incoming.mkdir(parents=True, exist_ok=True)
     if config.incoming_sources:
-        fetch_incoming(config.incoming_sources, incoming, log=logger.info)
+        # A source that cannot be fetched tonight (server down, wrong checksum) is named and
+        # skipped: the night goes on with the rest, and the next one tries it again.
+        fetch_incoming(
+            config.incoming_sources,
+            incoming,
+            log=logger.info,
+            on_error=lambda exc: logger.warning("incoming source not fetched: %s", exc),
+        )
     report = ingest_folder(
         incoming,
         config.data_dir.resolve(),

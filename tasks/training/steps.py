@@ -15,6 +15,7 @@ from prefect.runtime import task_run
 from tasks.config import PipelineConfig
 from tasks.data.processed import ProcessedData
 from tasks.pretraining.word2vec import WordVectors
+from tasks.tracking.steps import epoch_tracker
 from tasks.training import checkpoint, train
 
 # Training holds at an epoch boundary while the file this names exists: after the epoch's
@@ -51,12 +52,15 @@ def train_model(
     if latest is not None:
         logger.info("continuing %s from checkpoint epoch %d", run_dir.name, latest.epoch)
     progress = create_progress_artifact(0.0, key="training-progress", description="epochs done")
+    track_epoch = epoch_tracker(config, run_dir, logger.warning)  # None unless MLflow is on
 
     def on_epoch(done: int, total: int, metrics: dict[str, float]) -> None:
         update_progress_artifact(progress, 100.0 * done / total)
         logger.info(
             "epoch %d/%d: %s", done, total, ", ".join(f"{k}={v:.4f}" for k, v in metrics.items())
         )
+        if track_epoch is not None:  # history.csv holds this epoch now
+            track_epoch()
         hold_if_requested(logger.info)
 
     vectors = word_vectors.load() if word_vectors is not None and latest is None else None

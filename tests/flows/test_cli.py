@@ -14,7 +14,16 @@ from flows.cli import ALL_FIELDS, build_parser, config_from_args, main
 from tasks.config import PREPARE, PipelineConfig
 from tests.imdb_fixtures import train_argv
 
-COMMANDS = ("prepare", "train", "nightly", "resume", "evaluate", "predict", "score")
+COMMANDS = (
+    "prepare",
+    "train",
+    "nightly",
+    "resume",
+    "evaluate",
+    "predict",
+    "score",
+    "mlflow-sync",
+)
 
 
 def _subcommand(name: str) -> argparse.ArgumentParser:

@@ -169,3 +169,24 @@ def test_two_sources_with_the_same_name_are_refused(tmp_path: Path, user_file: P
 
 def test_no_sources_fetch_nothing(tmp_path: Path) -> None:
     assert fetch_incoming([], tmp_path / "incoming", log=print) == []
+
+
+def test_with_on_error_a_failing_source_is_reported_and_the_others_fetched(
+    tmp_path: Path, user_file: Path
+) -> None:
+    # Given a source that is missing and one that is fine
+    incoming = tmp_path / "incoming"
+    failures: list[FetchError] = []
+
+    # When they are fetched with an error handler (what the nightly does)
+    fetched = fetch_incoming(
+        [str(tmp_path / "gone.jsonl"), str(user_file)],
+        incoming,
+        log=lambda _: None,
+        on_error=failures.append,
+    )
+
+    # Then the missing one is reported, not raised, and the good one is fetched
+    assert [p.name for p in fetched] == [user_file.name]
+    assert len(failures) == 1 and "gone.jsonl" in str(failures[0])
+    assert sorted(p.name for p in incoming.iterdir()) == [user_file.name]
