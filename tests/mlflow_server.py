@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.prefect_server import free_port
+from tests.prefect_server import free_port, stop_process
 
 
 @dataclass
@@ -49,17 +49,7 @@ class LocalMlflow:
 
     def stop(self) -> None:
         """SIGTERM the server's process group (SIGKILL if it lingers) and reap it."""
-        proc = self.proc
-        if proc.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
+        stop_process(self.proc)
 
 
 def server_env() -> dict[str, str]:

@@ -68,7 +68,8 @@ class LocalPrefect:
         return path.read_text() if path.exists() else ""
 
 
-def _stop(proc: subprocess.Popen) -> None:
+def stop_process(proc: subprocess.Popen) -> None:
+    """SIGTERM a process started in its own session (its group), SIGKILL if it lingers; reap it."""
     if proc.poll() is not None:
         return
     with contextlib.suppress(ProcessLookupError):
@@ -119,4 +120,4 @@ def local_prefect(home: Path, extra_env: dict[str, str] | None = None) -> Iterat
         yield server
     finally:
         for proc in reversed(server.procs):
-            _stop(proc)
+            stop_process(proc)

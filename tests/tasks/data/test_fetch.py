@@ -1,5 +1,6 @@
 """Behaviour tests for tasks.data.fetch against a real local HTTP server."""
 
+import contextlib
 import gzip
 import hashlib
 import io
@@ -137,7 +138,14 @@ class _Handler(BaseHTTPRequestHandler):
 @pytest.fixture
 def server(archive_bytes: bytes) -> Iterator[FakeServer]:
     """A real HTTP server on 127.0.0.1 in a background thread, serving the archive."""
-    state = FakeServer(body=archive_bytes)
+    with serving(archive_bytes) as state:
+        yield state
+
+
+@contextlib.contextmanager
+def serving(body: bytes) -> Iterator[FakeServer]:
+    """A scriptable HTTP server on 127.0.0.1 in a background thread, serving `body`."""
+    state = FakeServer(body=body)
     handler = type("Handler", (_Handler,), {"state": state})
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.01})

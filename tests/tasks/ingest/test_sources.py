@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import hashlib
-import threading
 from collections.abc import Iterator
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from tasks.data.download import FetchError
 from tasks.ingest.sources import fetch_incoming
-from tests.tasks.data.test_fetch import FakeServer, _Handler
+from tests.tasks.data.test_fetch import FakeServer, serving
 
 BODY = b'{"text": "A fine film", "label": "pos"}\n{"text": "Dull", "label": "neg"}\n'
 FAST = {"backoff_s": 0.01, "timeout_s": 5.0}
@@ -33,18 +31,8 @@ def user_file(tmp_path: Path) -> Path:
 @pytest.fixture
 def server() -> Iterator[FakeServer]:
     """The data tests' scriptable HTTP server on 127.0.0.1, serving BODY at any path."""
-    state = FakeServer(body=BODY)
-    handler = type("Handler", (_Handler,), {"state": state})
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.01})
-    thread.start()
-    state.base_url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    try:
+    with serving(BODY) as state:
         yield state
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=5)
 
 
 def names(folder: Path) -> list[str]:
