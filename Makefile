@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+MLFLOW_SERVER := $(VENV)/mlflow-server
 # Keep Prefect's database and settings inside the checkout unless the user chose a place.
 export PREFECT_HOME ?= $(CURDIR)/.prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
@@ -18,6 +19,11 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@# The MLflow tracking server the tests start is a service apart, in its own environment
+	@# (the full `mlflow` package; the pipeline itself needs only the mlflow-skinny client).
+	$(PYTHON) -m venv $(MLFLOW_SERVER)
+	$(MLFLOW_SERVER)/bin/python -m pip install --quiet \
+	  "mlflow==$$($(BIN)/python -c 'import importlib.metadata as m; print(m.version("mlflow-skinny"))')"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -58,12 +58,26 @@ def server_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
 
 
+def server_command() -> str:
+    """The `mlflow` command of the tracking server's own environment (`make install` builds it
+    in .venv/mlflow-server; IMDB_TEST_MLFLOW names another)."""
+    command = os.environ.get("IMDB_TEST_MLFLOW") or str(
+        Path(sys.executable).parent.parent / "mlflow-server" / "bin" / "mlflow"
+    )
+    if not Path(command).exists():
+        raise AssertionError(
+            f"no MLflow server at {command}: run `make install` (it installs one in "
+            ".venv/mlflow-server) or set IMDB_TEST_MLFLOW to an `mlflow` command"
+        )
+    return command
+
+
 def start_mlflow(root: Path, port: int | None = None) -> LocalMlflow:
     """Start `mlflow server` with `sqlite:///<root>/mlflow.db` and artifacts in
     `<root>/artifacts` on `port` (default: a free one); returns at once (see `wait_ready`)."""
     root.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
-    command = [sys.executable, "-m", "mlflow", "server"]
+    command = [server_command(), "server"]
     command += ["--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}"]
     command += ["--artifacts-destination", str(root / "artifacts"), "--serve-artifacts"]
     command += ["--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
