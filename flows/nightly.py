@@ -8,6 +8,7 @@ real improvement, then score the reviews waiting in the to-score folder with the
 from __future__ import annotations
 
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 
 from prefect import flow
@@ -38,7 +39,7 @@ def nightly(
     """One night: new data in, a challenger trained only when the data version or the settings
     differ from the champion's, the champion replaced only by a real improvement."""
     base = prepare_data(config)  # the archive alone: its test reviews are what must not leak
-    report = ingest_incoming(config, *reference_keys(base))
+    report = ingest_incoming(config, partial(reference_keys, base))
     data = prepare_data(config, report.accepted) if report.accepted else base
     artifacts_dir = config.artifacts_dir.resolve()
     summary: dict = {

@@ -116,24 +116,31 @@ class _Ingest:
     def __init__(
         self,
         data_dir: Path,
-        leak_keys: frozenset[str],
-        known_keys: frozenset[str],
+        reference: Callable[[], tuple[frozenset[str], frozenset[str]]],
         max_chars: int,
         progress: Callable[[str], None],
         warn: Callable[[str], None],
     ) -> None:
         self.accepted_root = data_dir / ACCEPTED_DIR
         self.quarantine = data_dir / QUARANTINE_DIR
-        self.leak_keys = leak_keys
-        self.archive_keys = known_keys
+        self.reference = reference
         self.max_chars = max_chars
         self.progress = progress
         self.warn = warn
         self.accepted = {f.sha256: f for f in load_accepted(self.accepted_root, warn=warn)}
         self.ledger = _ledger(self.quarantine, warn)
-        prior = read_accepted(list(self.accepted.values()))
-        self.ids: set[str] = set(prior.column("id").to_pylist())
-        self.keys: set[str] = set(known_keys) | set(prior.column("text_key").to_pylist())
+        self.known: tuple[frozenset[str], frozenset[str], set[str], set[str]] | None = None
+
+    def _known(self) -> tuple[frozenset[str], frozenset[str], set[str], set[str]]:
+        """(leak keys, archive keys, known ids, known keys), built when a file is first
+        validated: a night whose files were all ingested before never needs them."""
+        if self.known is None:
+            leak_keys, archive_keys = self.reference()
+            prior = read_accepted(list(self.accepted.values()))
+            ids = set(prior.column("id").to_pylist())
+            keys = set(archive_keys) | set(prior.column("text_key").to_pylist())
+            self.known = (leak_keys, archive_keys, ids, keys)
+        return self.known
 
     def ingest(self, path: Path) -> IngestedFile:
         name = path.name
@@ -182,7 +189,8 @@ class _Ingest:
     ) -> tuple[Validated, AcceptedFile | None]:
         """Validate against everything known; publish the accepted rows (reusing the folder an
         interrupted ingest of the same file left, if it holds the same rows)."""
-        ids, keys = self.ids, self.keys
+        leak_keys, archive_keys, known_ids, known_keys = self._known()
+        ids, keys = known_ids, known_keys
         own = self.accepted.get(sha256)
         own_ids = None
         if own is not None:  # its own rows are no duplicates of it: compare with the rest
@@ -190,13 +198,13 @@ class _Ingest:
             own_ids = rows.column("id")
             own_keys = set(rows.column("text_key").to_pylist())
             ids = ids - set(own_ids.to_pylist())
-            keys = (keys - own_keys) | (own_keys & self.archive_keys)
+            keys = (keys - own_keys) | (own_keys & archive_keys)
         validated = validate_rows(
             table,
             sha256,
             known_ids=ids,
             known_keys=keys,
-            leak_keys=self.leak_keys,
+            leak_keys=leak_keys,
             max_chars=self.max_chars,
         )
         accepted = validated.accepted
@@ -208,8 +216,8 @@ class _Ingest:
         else:
             folder = write_accepted(self.accepted_root, sha256, name, accepted)
         self.accepted[sha256] = folder
-        self.ids.update(accepted.column("id").to_pylist())
-        self.keys.update(accepted.column("text_key").to_pylist())
+        known_ids.update(accepted.column("id").to_pylist())
+        known_keys.update(accepted.column("text_key").to_pylist())
         return validated, folder
 
     def _unreadable(
@@ -261,8 +269,9 @@ def ingest_folder(
     incoming: Path,
     data_dir: Path,
     *,
-    leak_keys: frozenset[str],
+    leak_keys: frozenset[str] | None = None,
     known_keys: frozenset[str] = frozenset(),
+    reference: Callable[[], tuple[frozenset[str], frozenset[str]]] | None = None,
     max_chars: int,
     progress: Callable[[str], None] = log.info,
     warn: Callable[[str], None] = log.warning,
@@ -270,9 +279,18 @@ def ingest_folder(
     """Ingest every new file of `incoming` into `data_dir` (see the module docstring).
 
     `leak_keys` are the text keys of the test split (`validate.split_keys`), `known_keys` those
-    of the archive's labelled training reviews; `max_chars` the longest review accepted. An
-    unreadable file is quarantined, named by `warn`, and the other files go on.
+    of the archive's labelled training reviews; or `reference()` gives both, called only if a
+    file needs validating. `max_chars` is the longest review accepted. An unreadable file is
+    quarantined, named by `warn`, and the other files go on.
     """
-    run = _Ingest(data_dir, leak_keys, known_keys, max_chars, progress, warn)
+    if reference is None:
+        if leak_keys is None:
+            raise TypeError("ingest_folder needs the test split's keys: leak_keys or reference")
+        given = (leak_keys, known_keys)
+
+        def reference() -> tuple[frozenset[str], frozenset[str]]:
+            return given
+
+    run = _Ingest(data_dir, reference, max_chars, progress, warn)
     files = tuple(run.ingest(path) for path in incoming_files(incoming))
     return IngestReport(files, tuple(sorted(run.accepted.values(), key=lambda f: f.sha256)))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from prefect import task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
@@ -15,12 +17,12 @@ from tasks.ingest.sources import fetch_incoming
 # No Prefect result cache: the ledger of ingested files (their summaries) is the cache.
 @task(name="ingest_incoming", cache_policy=NO_CACHE)
 def ingest_incoming(
-    config: PipelineConfig, leak_keys: frozenset[str], known_keys: frozenset[str]
+    config: PipelineConfig, reference: Callable[[], tuple[frozenset[str], frozenset[str]]]
 ) -> IngestReport:
     """Fetch `config.incoming_sources` into the incoming folder, then ingest every new file
     there: accepted rows into data/accepted/, rejected ones and unreadable files into
-    data/quarantine/. `leak_keys`: the test split's text keys; `known_keys`: the archive's
-    labelled training reviews'."""
+    data/quarantine/. `reference()` gives the test split's text keys and the archive's labelled
+    training reviews' (`validate.reference_keys`); it is called only if a file is new."""
     logger = get_run_logger()
     incoming = config.incoming_path
     incoming.mkdir(parents=True, exist_ok=True)
@@ -36,8 +38,7 @@ def ingest_incoming(
     report = ingest_folder(
         incoming,
         config.data_dir.resolve(),
-        leak_keys=leak_keys,
-        known_keys=known_keys,
+        reference=reference,
         max_chars=config.max_review_chars,
         progress=logger.info,
         warn=logger.warning,

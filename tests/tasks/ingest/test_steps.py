@@ -35,9 +35,10 @@ def test_sources_are_fetched_and_ingested_and_the_files_published(tmp_path: Path
     (config.incoming_path / "dropped.csv").write_text("text,label\nSo dull,neg\n")
 
     # When the task runs in a flow
-    report = run_in_flow(
-        ingest_incoming, config, frozenset(text_keys([LEAK])), frozenset(text_keys(["known"]))
-    )
+    def reference() -> tuple[frozenset[str], frozenset[str]]:
+        return frozenset(text_keys([LEAK])), frozenset(text_keys(["known"]))
+
+    report = run_in_flow(ingest_incoming, config, reference)
 
     # Then both files are ingested into the data folder
     assert [(f.name, f.status, f.accepted_rows, f.rejected_rows) for f in report.files] == [
@@ -60,7 +61,10 @@ def test_sources_are_fetched_and_ingested_and_the_files_published(tmp_path: Path
     assert rows[0]["sha256"] == report.files[0].sha256[:12]
 
     # When it runs again
-    again = run_in_flow(ingest_incoming, config, frozenset(), frozenset())
+    def unused() -> tuple[frozenset[str], frozenset[str]]:
+        raise AssertionError("keys are needed only when a file is new")
+
+    again = run_in_flow(ingest_incoming, config, unused)
 
     # Then nothing is ingested twice, and the data is the same
     assert {f.status for f in again.files} == {"already ingested"}
@@ -72,7 +76,7 @@ def test_missing_incoming_folder_is_no_new_files(tmp_path: Path) -> None:
     config = tiny_config(tmp_path, incoming_dir=tmp_path / "drop")
 
     # When the task runs
-    report = run_in_flow(ingest_incoming, config, frozenset(), frozenset())
+    report = run_in_flow(ingest_incoming, config, lambda: (frozenset(), frozenset()))
 
     # Then it finds no files, and the folder now exists, empty
     assert report.files == () and report.accepted == ()
