@@ -137,7 +137,7 @@ class PipelineConfig(BaseModel):
         ),
     )
     ngram_order: int = Field(
-        2,
+        3,
         ge=0,
         le=3,
         description=(
@@ -145,8 +145,20 @@ class PipelineConfig(BaseModel):
             "(NBSVM); 0: off"
         ),
     )
+    ngram_min_count: int = Field(
+        2,
+        ge=0,
+        le=1000,
+        description=(
+            "n-grams in at least this many training reviews get an id of their own (an exact "
+            "table, learnt from the training split); 0: all n-grams hashed into ngram_buckets"
+        ),
+    )
     ngram_buckets: int = Field(
-        2**21, ge=1024, le=2**24, description="hash buckets per n-gram order above 1"
+        2**21,
+        ge=1024,
+        le=2**24,
+        description="hash buckets per n-gram order above 1 (with ngram_min_count 0)",
     )
     ngram_rate: float = Field(
         10.0,
@@ -181,7 +193,7 @@ class PipelineConfig(BaseModel):
 
     # Training
     batch_size: int = Field(64, ge=1, le=65_536)
-    epochs: int = Field(3, ge=1, le=1000)
+    epochs: int = Field(5, ge=1, le=1000)
     learning_rate: float = Field(2e-3, gt=0, le=1, description="initial (peak) learning rate")
     lr_schedule: Literal["constant", "cosine"] = Field(
         "cosine", description="cosine: decay to 0 over all epochs (a function of the step)"

@@ -90,6 +90,7 @@ TINY_MODEL = dict(
     lstm_units=8,
     bidirectional=False,
     batch_size=16,
+    epochs=3,
     learning_rate=0.01,
     ngram_buckets=1024,
     word2vec_epochs=2,

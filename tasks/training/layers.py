@@ -57,16 +57,10 @@ class NgramIds(keras.layers.Layer):
             bucket = ops.mod(key * 2654435761 + k, self.buckets)
             start = self.vocab_size + (k - 2) * self.buckets
             grams.append(ops.where(known, bucket + start, 0))
-        flat = ops.sort(ops.concatenate(grams, axis=1), axis=1)
-        repeat = ops.equal(flat[:, 1:], flat[:, :-1])
-        first = ops.concatenate([ops.zeros_like(flat[:, :1], dtype="bool"), repeat], axis=1)
-        return ops.where(first, 0, flat)
+        return _distinct(ops.concatenate(grams, axis=1))
 
     def compute_output_shape(self, input_shape):
-        steps = input_shape[1]
-        if steps is None:
-            return (input_shape[0], None)
-        return (input_shape[0], sum(max(steps - k + 1, 0) for k in range(1, self.order + 1)))
+        return _grams_shape(input_shape, self.order)
 
     def get_config(self) -> dict:
         return {
@@ -74,6 +68,89 @@ class NgramIds(keras.layers.Layer):
             "vocab_size": self.vocab_size,
             "buckets": self.buckets,
             "order": self.order,
+        }
+
+
+def _distinct(grams):
+    """Each row's values sorted, with repeats (and padding) as 0: every value once per row."""
+    flat = ops.sort(grams, axis=1)
+    repeat = ops.equal(flat[:, 1:], flat[:, :-1])
+    first = ops.concatenate([ops.zeros_like(flat[:, :1], dtype="bool"), repeat], axis=1)
+    return ops.where(first, 0, flat)
+
+
+def _grams_shape(input_shape, order: int) -> tuple:
+    steps = input_shape[1]
+    if steps is None:
+        return (input_shape[0], None)
+    return (input_shape[0], sum(max(steps - k + 1, 0) for k in range(1, order + 1)))
+
+
+def ngram_keys(token_ids, vocab_size: int, order: int):
+    """The distinct n-grams (orders 1..`order`) of each row of token ids, as exact int64 keys.
+
+    A unigram's key is its token id; an n-gram of order k >= 2 whose tokens are all in the
+    vocabulary (id >= 2) is the base-`vocab_size` number of its ids, offset past the keys of
+    lower orders, so keys of different n-grams never coincide (they fit in int64 for
+    vocab_size <= 10**6 and order <= 3). Each key occurs once per row; the rest is 0.
+    """
+    ids = ops.cast(token_ids, "int64")
+    known = ids > 1  # padding and out-of-vocabulary words carry nothing
+    grams = [ops.where(known, ids, 0)]
+    key = ids
+    offset = vocab_size
+    for k in range(2, order + 1):
+        nxt = ids[:, k - 1 :]
+        key = key[:, :-1] * vocab_size + nxt
+        known = ops.logical_and(known[:, :-1], nxt > 1)
+        grams.append(ops.where(known, key + offset, 0))
+        offset += vocab_size**k
+    return _distinct(ops.concatenate(grams, axis=1))
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class NgramLookup(keras.layers.Layer):
+    """The distinct n-grams of each review as ids in a table of n-grams, looked up exactly.
+
+    The table (`set_table`, kept as a non-trainable weight, so saved models carry it) holds
+    sorted `ngram_keys`, with 0 first: an n-gram's id is its position, and padding as well as
+    any n-gram not in the table (too rare in the training reviews) get id 0. Unlike hashed ids
+    no two n-grams share an id. Every id occurs at most once per row.
+    """
+
+    def __init__(self, vocab_size: int, order: int, size: int, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.vocab_size = vocab_size
+        self.order = order
+        self.size = size  # table entries, the padding key 0 included
+
+    def build(self, input_shape) -> None:
+        self.table = self.add_weight(
+            shape=(self.size,), dtype="int64", initializer="zeros", trainable=False, name="keys"
+        )
+
+    def set_table(self, keys) -> None:
+        keys = ops.convert_to_tensor(keys, dtype="int64")
+        if tuple(keys.shape) != (self.size,):
+            raise ValueError(f"an n-gram table of {self.size} keys expected, got {keys.shape}")
+        self.table.assign(keys)
+
+    def call(self, token_ids):
+        keys = ngram_keys(token_ids, self.vocab_size, self.order)
+        flat = ops.reshape(keys, (-1,))
+        at = ops.minimum(ops.searchsorted(self.table, flat), self.size - 1)
+        ids = ops.where(ops.equal(ops.take(self.table, at), flat), at, 0)
+        return ops.reshape(ops.cast(ids, "int32"), ops.shape(keys))
+
+    def compute_output_shape(self, input_shape):
+        return _grams_shape(input_shape, self.order)
+
+    def get_config(self) -> dict:
+        return {
+            **super().get_config(),
+            "vocab_size": self.vocab_size,
+            "order": self.order,
+            "size": self.size,
         }
 
 

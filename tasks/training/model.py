@@ -3,7 +3,8 @@
 With `mask_padding` the padding (id 0, at the end of each row) is masked through the LSTM
 and both pools, so a review's score does not depend on the reviews batched with it. With
 `ngram_order` > 0 the output logit is the LSTM head's plus a naive-Bayes weighted n-gram
-branch computed from the same token ids inside the graph (`layers.NgramIds`,
+branch computed from the same token ids inside the graph (`layers.NgramLookup` over the table
+of the training split's n-grams, `ngram_table`, or hashed `layers.NgramIds`;
 `layers.NaiveBayesLogit`); its log-count ratios come from the training split
 (`set_ngram_ratios`). With both off and no word vectors this is the earlier model, unchanged.
 """
@@ -23,7 +24,9 @@ from tasks.training.layers import (
     MaskedGlobalMaxPooling1D,
     NaiveBayesLogit,
     NgramIds,
+    NgramLookup,
     branch_crossentropy,
+    ngram_keys,
 )
 
 NGRAM_IDS = "ngram_ids"
@@ -33,10 +36,14 @@ BRANCHES = "branch_logits"  # output of the two-branch training model: [LSTM, n-
 
 
 def build_model(
-    config: PipelineConfig, steps_per_epoch: int = 1, word_vectors: np.ndarray | None = None
+    config: PipelineConfig,
+    steps_per_epoch: int = 1,
+    word_vectors: np.ndarray | None = None,
+    ngram_table: np.ndarray | None = None,
 ) -> keras.Model:
     """A compiled Keras model for token-id sequences padded with 0 (`word_vectors`, if given,
-    replace the embedding's random initial values)."""
+    replace the embedding's random initial values; `ngram_table`, from `ngram_table()`, is the
+    n-gram branch's table when `ngram_min_count` is set: without it the table is empty)."""
     inputs = keras.Input(shape=(None,), dtype="int32", name="token_ids")
     embedding = keras.layers.Embedding(
         config.vocab_size, config.embedding_dim, mask_zero=config.mask_padding, name=EMBEDDING
@@ -79,9 +86,7 @@ def build_model(
     if config.dropout:
         x = keras.layers.Dropout(config.dropout, seed=config.seed, name="dropout")(x)
     if config.ngram_order:
-        grams = NgramIds(
-            config.vocab_size, config.ngram_buckets, config.ngram_order, name=NGRAM_IDS
-        )
+        grams = ngram_ids_layer(config, ngram_table)
         ngram = NaiveBayesLogit(
             grams.size,
             rate=config.ngram_rate,
@@ -103,6 +108,30 @@ def build_model(
     return model
 
 
+def ngram_ids_layer(
+    config: PipelineConfig, table: np.ndarray | None = None
+) -> NgramLookup | NgramIds:
+    """The layer turning token ids into n-gram ids: an exact table or hashed buckets."""
+    if not config.ngram_min_count:
+        return NgramIds(config.vocab_size, config.ngram_buckets, config.ngram_order, name=NGRAM_IDS)
+    table = np.zeros(1, np.int64) if table is None else table
+    layer = NgramLookup(config.vocab_size, config.ngram_order, len(table), name=NGRAM_IDS)
+    layer.build((None, None))
+    layer.set_table(table)
+    return layer
+
+
+def ngram_table(config: PipelineConfig, batches: Any) -> np.ndarray:
+    """The n-gram table of `NgramLookup`: 0, then the sorted keys of the n-grams present in at
+    least `ngram_min_count` reviews of `batches` (the training split's (token ids, labels))."""
+    keys = []
+    for x, _ in batches:
+        row_keys = np.asarray(ngram_keys(x, config.vocab_size, config.ngram_order))
+        keys.append(row_keys[row_keys > 0])  # each key at most once per review
+    found, reviews = np.unique(np.concatenate(keys or [np.zeros(0, np.int64)]), return_counts=True)
+    return np.concatenate([[0], found[reviews >= config.ngram_min_count]]).astype(np.int64)
+
+
 def branch_weights(config: PipelineConfig) -> tuple[float, float]:
     """Weights of the [LSTM, n-gram] logits in the combined probability."""
     return (config.lstm_weight, 1.0)
@@ -113,7 +142,7 @@ def set_ngram_ratios(model: keras.Model, batches: Any) -> None:
     (token ids, labels): r = log((p / |p|) / (q / |q|)), p and q the smoothed counts of
     reviews holding each n-gram among the positive and negative ones (Wang & Manning 2012).
 
-    The n-gram ids come from the model's own `NgramIds` layer: the same hashing as in use.
+    The n-gram ids come from the model's own n-gram layer: the same table or hashing as in use.
     """
     grams = model.get_layer(NGRAM_IDS)
     pos = np.ones(grams.size)  # add-one smoothing
@@ -125,7 +154,7 @@ def set_ngram_ratios(model: keras.Model, batches: Any) -> None:
             present = rows[rows > 0]  # each id at most once per review; 0 fills the rest
             counts += np.bincount(present, minlength=grams.size)
     ratios = np.log(pos / pos.sum()) - np.log(neg / neg.sum())
-    ratios[:2] = 0.0  # padding and out-of-vocabulary ids carry nothing
+    ratios[0] = 0.0  # the padding id carries nothing (no other id stands for <oov>)
     model.get_layer(NGRAM_LOGIT).set_ratios(ratios.astype(np.float32))
 
 

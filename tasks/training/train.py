@@ -83,7 +83,7 @@ def train(
     from tasks.training import dataset
     from tasks.training.callback import CheckpointCallback
     from tasks.training.layers import load_model
-    from tasks.training.model import build_model, set_ngram_ratios
+    from tasks.training.model import build_model, ngram_table, set_ngram_ratios
 
     t0 = time.perf_counter()
     # First: a multi-worker strategy configures collective ops before TF is otherwise used.
@@ -97,7 +97,10 @@ def train(
     # any strategy or worker count.
     with strategy.scope():
         if resume is None:
-            model = build_model(config, steps, word_vectors)
+            table = None
+            if config.ngram_order and config.ngram_min_count:
+                table = ngram_table(config, dataset.make_eval_dataset(train_split))
+            model = build_model(config, steps, word_vectors, table)
             if config.ngram_order:
                 set_ngram_ratios(model, dataset.make_eval_dataset(train_split))
             tracker = Tracker()

@@ -162,3 +162,39 @@ def test_compile_model_recompiles_a_model_loaded_from_h5(tmp_path: Path) -> None
     assert np.isfinite(history.history["loss"][0])
     assert "accuracy" in history.history
     assert int(loaded.optimizer.iterations.numpy()) == 1
+
+
+def test_the_ngram_table_holds_the_ngrams_of_at_least_min_count_training_reviews(
+    tmp_path: Path,
+) -> None:
+    from tasks.training.model import ngram_table
+
+    # Given training reviews in which 2, 3, 5 and (2, 3) occur in two reviews, and 4 and (4, 5)
+    # in one review only, twice
+    config = tiny_config(tmp_path, ngram_order=2, ngram_min_count=2)
+    batches = [(np.array([[2, 3, 0, 0], [2, 3, 5, 0]]), None), (np.array([[4, 5, 4, 5]]), None)]
+
+    # When the table is counted
+    table = ngram_table(config, batches)
+
+    # Then it holds 0 and the keys of 2, 3, 5 and (2, 3): reviews are counted, not occurrences
+    assert table.tolist() == [0, 2, 3, 5, 60 + 2 * 60 + 3]
+
+    # When the model is built with it / Then a review's unknown n-grams add nothing to its logit
+    model = build_model(config, ngram_table=table)
+    grams = np.asarray(model.get_layer("ngram_ids")(np.array([[2, 3, 9, 9]])))
+    assert sorted(grams[0][grams[0] > 0].tolist()) == [1, 2, 4]
+
+
+def test_ngram_min_count_0_hashes_the_ngrams_as_the_previous_default_did(tmp_path: Path) -> None:
+    from tasks.training.layers import NgramIds, NgramLookup
+
+    # Given the default (an exact table) and the previous default (min count 0, bigrams)
+    exact = build_model(tiny_config(tmp_path))
+    hashed = build_model(tiny_config(tmp_path, ngram_order=2, ngram_min_count=0))
+
+    # Then the first looks n-grams up in its table, the second hashes them into buckets
+    assert isinstance(exact.get_layer("ngram_ids"), NgramLookup)
+    layer = hashed.get_layer("ngram_ids")
+    assert isinstance(layer, NgramIds)
+    assert layer.size == 60 + 1024
