@@ -17,6 +17,9 @@ from typing import Any
 os.environ.setdefault("PREFECT_HOME", str(Path.cwd() / ".prefect"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# Prefect waits 20 s for its temporary server by default: a busy 2-core machine needs more
+# (a `train` beside a test suite timed out at 20 s).
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
 
 from tasks.config import PREPARE, ConfigError, PipelineConfig, load_config  # noqa: E402
 
@@ -54,10 +57,23 @@ def config_from_args(args: argparse.Namespace, fields: Sequence[str]) -> Pipelin
     return load_config(args.config, **{name: getattr(args, name) for name in fields})
 
 
+def _say(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
 def _run_prepare(args: argparse.Namespace) -> dict:
+    from tasks.data.prepared import already_prepared, summary
+
+    config = config_from_args(args, DATA_FIELDS)
+    # Decided before Prefect is imported: with everything in place and verifying there is no
+    # work to orchestrate, so no flow run (and no temporary server).
+    data = already_prepared(config, log=_say)
+    if data is not None:
+        _say(f"prepare: nothing to do, the data is cached: {data.path} (no flow run)")
+        return {**summary(data), "cached": True}
     from flows.prepare import prepare
 
-    return prepare(config_from_args(args, DATA_FIELDS))
+    return {**prepare(config), "cached": False}
 
 
 def _run_train(args: argparse.Namespace) -> dict:
@@ -93,24 +109,28 @@ def _run_resume(args: argparse.Namespace) -> dict:
     return resume(run_id=args.run_id, artifacts_dir=args.artifacts_dir, data_dir=args.data_dir)
 
 
+# evaluate, predict and score have nothing to orchestrate: they run the functions the flows
+# wrap, in this process, without importing Prefect.
 def _run_evaluate(args: argparse.Namespace) -> dict:
-    from flows.evaluate import evaluate_exported
+    from tasks.evaluation.exported import evaluate_export
 
-    return evaluate_exported(args.model, args.data_dir)
+    return evaluate_export(args.model, args.data_dir)
 
 
 def _run_predict(args: argparse.Namespace) -> None:
     from flows.predict import predict_command
 
     summary = predict_command(args.model, args.input, args.texts, args.json)
-    print(f"scored {summary['count']} reviews, {summary['positive']} positive", file=sys.stderr)
+    _say(f"scored {summary['count']} reviews, {summary['positive']} positive")
     return None  # the output already is JSON Lines, one per text
 
 
 def _run_score(args: argparse.Namespace) -> dict:
-    from flows.score import score
+    from tasks.serving.score import describe, score_input
 
-    return score(args.input, args.model, args.output, args.artifacts_dir)
+    summary = score_input(args.input, args.model, args.output, args.artifacts_dir)
+    _say(describe(summary))
+    return {"flow": "score", **summary}
 
 
 def _run_mlflow_sync(args: argparse.Namespace) -> dict:
@@ -120,7 +140,7 @@ def _run_mlflow_sync(args: argparse.Namespace) -> dict:
         args.artifacts_dir.resolve(),
         args.tracking_uri,
         args.registered_model,
-        progress=lambda line: print(line, file=sys.stderr),
+        progress=_say,
     )
     if summary["errors"]:
         raise RuntimeError("not logged: " + "; ".join(summary["errors"]))

@@ -1,41 +1,19 @@
-"""evaluate: re-evaluate an exported model on the test split of the data it was trained on."""
+"""evaluate: re-evaluate an exported model on the test split of the data it was trained on.
+
+`imdb-pipeline evaluate` calls `tasks.evaluation.exported.evaluate_export` directly (no flow
+run: nothing to orchestrate); this flow is the same function as a Prefect run.
+"""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from prefect import flow
 
-from tasks.config import PipelineConfig
-from tasks.data.processed import load_processed
-from tasks.evaluation import evaluate
-from tasks.serving.export import CARD_JSON
-from tasks.serving.predict import Predictor
+from tasks.evaluation.exported import evaluate_export
 
 
 @flow(name="evaluate")
 def evaluate_exported(model: Path, data_dir: Path = Path("data")) -> dict:
     """Test metrics of an exported model (artifacts/models/<run_id>)."""
-    folder = model if model.is_dir() else model.parent
-    card_path = folder / CARD_JSON
-    if not card_path.exists():
-        raise FileNotFoundError(f"{card_path} not found: --model must be an exported model folder")
-    card = json.loads(card_path.read_text())
-    config = PipelineConfig(**card["config"])
-    data = load_processed(data_dir / "processed" / card["data_fingerprint"])
-    if data is None:
-        raise FileNotFoundError(
-            f"tokenised data {card['data_fingerprint']} not found or damaged under "
-            f"{data_dir}/processed: run `imdb-pipeline prepare` with the model's data settings"
-        )
-    predictor = Predictor(model)
-    # Padded as the model's tokenizer says (cards of older models do not name the setting).
-    config = config.model_copy(update={"mask_padding": predictor.pad_end})
-    metrics = evaluate.evaluate(predictor.model, data.split_path("test"), config)
-    return {
-        "flow": "evaluate",
-        "model": str(predictor.path),
-        "test_metrics": metrics,
-        "test_accuracy": metrics["accuracy"],
-    }
+    return evaluate_export(model, data_dir)

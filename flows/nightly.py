@@ -56,7 +56,8 @@ def nightly(
         run_dir = create_run(
             artifacts_dir, config, data, run_id, flow_run.get_id(), nightly=nightly_record
         )
-        summary.update(finish_run(config, data, run_dir), flow="nightly", trained=True)
+        trained = finish_run(config, data, run_dir, base=base)
+        summary.update(trained, flow="nightly", trained=True)
         model_dir = Path(summary["model_dir"])
     summary.update(conclude_night(config, data, model_dir, keep_runs))
     return summary

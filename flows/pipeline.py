@@ -31,12 +31,17 @@ def pipeline(config: PipelineConfig = PipelineConfig(), run_id: str | None = Non
 
 
 def finish_run(
-    config: PipelineConfig, data: ProcessedData, run_dir: Path, latest: Checkpoint | None = None
+    config: PipelineConfig,
+    data: ProcessedData,
+    run_dir: Path,
+    latest: Checkpoint | None = None,
+    base: ProcessedData | None = None,
 ) -> dict:
-    """Pretrain (unless a checkpoint holds the model already), train (continuing from `latest`,
-    the run's newest valid checkpoint), evaluate, export."""
+    """Pretrain (unless a checkpoint holds the model already; `base`, the archive's own data
+    version, may lend its word vectors), train (continuing from `latest`, the run's newest
+    valid checkpoint), evaluate, export."""
     try:
-        vectors = pretrain_word_vectors(config, data) if latest is None else None
+        vectors = pretrain_word_vectors(config, data, base) if latest is None else None
         result: TrainResult = train_model(config, data, run_dir, latest, vectors)
         metrics = evaluate_model(config, data, result)
         model_dir = export_model(config, data, result, metrics)

@@ -12,6 +12,7 @@ from prefect.logging import get_run_logger
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from tasks.config import PipelineConfig
+from tasks.data.prepared import summary
 from tasks.data.processed import ProcessedData, TokenizeParams
 from tasks.data.steps import fetch_archive, publish_data_summary, submit_shard, tokenize_reviews
 from tasks.data.tokenize import tokenize_archive
@@ -94,11 +95,4 @@ def _workers_report_here() -> Iterator[None]:
 @flow(name="prepare", log_prints=True)
 def prepare(config: PipelineConfig = PipelineConfig()) -> dict:
     """Fetch the archive and tokenise it; returns a JSON-able summary."""
-    data = prepare_data(config)
-    return {
-        "flow": "prepare",
-        "data_path": str(data.path),
-        "fingerprint": data.fingerprint,
-        "counts": data.counts,
-        "undecodable_bytes": data.undecodable_bytes,
-    }
+    return summary(prepare_data(config))

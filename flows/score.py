@@ -1,4 +1,8 @@
-"""score: batch-score unlabelled reviews (a file or a folder of them) to parquet."""
+"""score: batch-score unlabelled reviews (a file or a folder of them) to parquet.
+
+The flow is what the `score` deployment runs; `imdb-pipeline score` calls the same
+`tasks.serving.score.score_input` directly (no flow run: nothing to orchestrate).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ from pathlib import Path
 
 from prefect import flow
 
+from tasks.serving.score import describe
 from tasks.serving.steps import score_reviews
 
 
@@ -20,8 +25,5 @@ def score(
     or an exported folder); output defaults to `<input>.scored.parquet` / `<folder>-scored/`."""
     chosen: str | Path = model if model == "champion" else Path(model)
     summary = score_reviews(Path(input), chosen, Path(output) if output else None, artifacts_dir)
-    print(
-        f"scored {summary['rows']} reviews ({summary['positive']} positive) with "
-        f"{summary['model_id']} in {summary['seconds']:.1f} s: {summary['output']}"
-    )
+    print(describe(summary))
     return {"flow": "score", **summary}

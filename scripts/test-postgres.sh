@@ -2,6 +2,10 @@
 # The deployment end-to-end test again, with the Prefect server on a real PostgreSQL database.
 # Installs PostgreSQL from the Debian packages when missing, runs a throwaway cluster on a free
 # 127.0.0.1 port in a temporary folder, and stops it by PID afterwards.
+#   scripts/test-postgres.sh [PYTEST_ARGS...]  the PostgreSQL deployment test alone
+#   scripts/test-postgres.sh -- COMMAND...     COMMAND with IMDB_TEST_PREFECT_DB set (what
+#                                              `make test` does under CI: the whole suite, so
+#                                              the PostgreSQL case runs beside the others)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -36,5 +40,10 @@ pid=$(head -n 1 "$tmp/data/postmaster.pid")
 "$PGBIN/createdb" -h 127.0.0.1 -p "$port" -U prefect prefect
 echo "PostgreSQL $("$PGBIN/postgres" --version | awk '{print $3}') on 127.0.0.1:$port (pid $pid)" >&2
 
-IMDB_TEST_PREFECT_DB="postgresql+asyncpg://prefect@127.0.0.1:$port/prefect" \
-  .venv/bin/python -m pytest -p no:cacheprovider tests/flows/test_deployments.py "$@"
+export IMDB_TEST_PREFECT_DB="postgresql+asyncpg://prefect@127.0.0.1:$port/prefect"
+if [ "${1:-}" = "--" ]; then
+  shift
+  "$@"
+else
+  .venv/bin/python -m pytest -p no:cacheprovider tests/flows/test_deployments_postgres.py "$@"
+fi

@@ -48,18 +48,18 @@ class LocalPrefect:
         return out.stdout + out.stderr
 
     def start(self, name: str, *args: str) -> subprocess.Popen:
-        log = (self.home / f"{name}.log").open("w")
         # Own session: stopping it by PID also stops whatever it started; default SIGINT
-        # handling so it shuts down cleanly.
-        proc = subprocess.Popen(
-            [PREFECT, *args],
-            env=self.env,
-            cwd=ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-        )
+        # handling so it shuts down cleanly. The log stays open in the process only.
+        with (self.home / f"{name}.log").open("w") as log:
+            proc = subprocess.Popen(
+                [PREFECT, *args],
+                env=self.env,
+                cwd=ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+            )
         self.procs.append(proc)
         return proc
 
@@ -83,9 +83,13 @@ def stop_process(proc: subprocess.Popen) -> None:
 
 
 @contextlib.contextmanager
-def local_prefect(home: Path, extra_env: dict[str, str] | None = None) -> Iterator[LocalPrefect]:
-    """Start `prefect server start` on a free port with its own PREFECT_HOME; stop it after."""
+def local_prefect(
+    home: Path, extra_env: dict[str, str] | None = None, database_url: str | None = None
+) -> Iterator[LocalPrefect]:
+    """Start `prefect server start` on a free port with its own PREFECT_HOME (and its database
+    in it, or at `database_url`, e.g. `postgresql+asyncpg://...`); stop it after."""
     home.mkdir(parents=True, exist_ok=True)
+    database = {"PREFECT_SERVER_DATABASE_CONNECTION_URL": database_url} if database_url else {}
     port = free_port()
     env = (
         {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
@@ -101,6 +105,7 @@ def local_prefect(home: Path, extra_env: dict[str, str] | None = None) -> Iterat
             "PYTHONUNBUFFERED": "1",
             "COLUMNS": "250",  # rich tables would otherwise wrap names
         }
+        | database
         | (extra_env or {})
     )
     server = LocalPrefect(home, env)

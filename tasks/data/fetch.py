@@ -70,6 +70,41 @@ def fetch(
     return _verify_local(Path(os.path.abspath(local)), source, expected, log)
 
 
+def cached(
+    source: str,
+    raw_dir: Path,
+    sha256: str | None = None,
+    *,
+    log: Callable[[str], None] = _LOGGER.info,
+) -> FetchedArchive | None:
+    """The archive `fetch` would return without downloading anything or making any request: a
+    local file (path or file:// URL) that verifies, or a verified copy of a URL's file in
+    `raw_dir`. None when `fetch` would have to download it, or would fail (it says why)."""
+    parsed = urllib.parse.urlparse(source)
+    try:
+        if parsed.scheme.lower() not in ("http", "https"):
+            return fetch(source, raw_dir, sha256, log=log)  # verified in place, never copied
+        expected = _normalise_sha256(sha256)
+        name = PurePosixPath(urllib.parse.unquote(parsed.path)).name
+        if not name:
+            return None
+        dest = Path(raw_dir) / name
+        hit = _reuse_cached(dest, source, expected, lambda _: None)  # fetch says why not
+    except (FetchError, OSError):
+        return None
+    return None if hit is None else _reused(dest, source, hit, expected is None, log)
+
+
+def _reused(
+    dest: Path, url: str, hit: tuple[str, int], computed: bool, log: Callable[[str], None]
+) -> FetchedArchive:
+    digest, size = hit
+    log(f"reusing verified {dest} (sha256 {digest})")
+    if computed:
+        _log_computed(log, digest, dest)
+    return FetchedArchive(path=dest, sha256=digest, size=size, source=url, downloaded=False)
+
+
 def _normalise_sha256(sha256: str | None) -> str | None:
     """The expected digest in lower case (FetchError if it is not a sha256 digest)."""
     try:
@@ -189,13 +224,9 @@ def _fetch_http(
     dest = raw_dir / name
     part = dest.with_name(dest.name + ".part")
 
-    cached = _reuse_cached(dest, url, expected, log)
-    if cached is not None:
-        digest, size = cached
-        log(f"reusing verified {dest} (sha256 {digest})")
-        if expected is None:
-            _log_computed(log, digest, dest)
-        return FetchedArchive(path=dest, sha256=digest, size=size, source=url, downloaded=False)
+    hit = _reuse_cached(dest, url, expected, log)
+    if hit is not None:
+        return _reused(dest, url, hit, expected is None, log)
 
     download(
         url,

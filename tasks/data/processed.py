@@ -6,9 +6,13 @@ export) import neither the tokenizer nor pandas.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pydantic import ConfigDict, create_model
 
@@ -42,6 +46,23 @@ class TokenizeParams(_TokenizeFields):  # type: ignore[misc, valid-type]
         return cls(**config.model_dump(include=set(cls.model_fields)))
 
 
+def fingerprint(source_sha256: str, params: TokenizeParams, incoming: Sequence[str] = ()) -> str:
+    """Short digest of everything the output depends on: the archive, the tokenizer and its
+    parameters, and the accepted incoming files (by content checksum) added to the archive;
+    the name of the data folder."""
+    from tasks.data.text import TOKENIZER_VERSION  # here: readers need not import the rules
+
+    key: dict[str, Any] = {
+        "source_sha256": source_sha256,
+        "tokenizer_version": TOKENIZER_VERSION,
+        "params": params.model_dump(),
+        "splits": list(SPLITS),
+    }
+    if incoming:  # absent for the archive alone: its data versions keep their fingerprints
+        key["incoming"] = sorted(incoming)
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+
+
 @dataclass(frozen=True)
 class ProcessedData:
     """A complete tokenised dataset folder."""
@@ -59,6 +80,10 @@ class ProcessedData:
     @property
     def vocabulary_path(self) -> Path:
         return self.path / VOCABULARY
+
+    def vocabulary(self) -> list[str]:
+        """The words in id order (line i of vocab.txt is id i)."""
+        return self.vocabulary_path.read_text(encoding="utf-8").splitlines()
 
 
 def load_processed(path: Path) -> ProcessedData | None:

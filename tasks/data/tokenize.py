@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -32,6 +31,7 @@ from tasks.data.processed import (
     VOCABULARY,
     ProcessedData,
     TokenizeParams,
+    fingerprint,
     load_processed,
 )
 from tasks.data.reviews import (
@@ -66,20 +66,6 @@ SCHEMA = pa.schema(
 )
 
 log = logging.getLogger(__name__)
-
-
-def fingerprint(source_sha256: str, params: TokenizeParams, incoming: Sequence[str] = ()) -> str:
-    """Short digest of everything the output depends on: the archive, the tokenizer and its
-    parameters, and the accepted incoming files (by content checksum) added to the archive."""
-    key: dict[str, Any] = {
-        "source_sha256": source_sha256,
-        "tokenizer_version": text.TOKENIZER_VERSION,
-        "params": params.model_dump(),
-        "splits": list(SPLITS),
-    }
-    if incoming:  # absent for the archive alone: its data versions keep their fingerprints
-        key["incoming"] = sorted(incoming)
-    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _table(

@@ -8,6 +8,12 @@ reused only while its manifest verifies, and written atomically, so a crash leav
 half-written vectors. With `deterministic` gensim trains in one thread (its threads interleave
 updates in a timing-dependent order) and hashes words with a fixed function, so the same data
 and settings give the same vectors, bit for bit.
+
+A data version that adds accepted reviews to the archive's (`base`) reuses the vectors learnt
+on the archive while the new training reviews are at most `word_vectors_reuse_share` of the
+pretraining text: each word keeps its vector, looked up by the word (the vocabulary is rebuilt
+per version), and a word new to the vocabulary starts as an unseen one does. Past that share,
+or for the archive itself, the vectors are learnt again.
 """
 
 from __future__ import annotations
@@ -52,11 +58,31 @@ class WordVectors:
         return np.load(self.path / VECTORS_FILE)
 
 
-def vectors_key(data: ProcessedData, config: PipelineConfig) -> str:
-    """Digest of what the vectors depend on: data, PRETRAIN settings, this module's code."""
+def vectors_key(data: ProcessedData, config: PipelineConfig, reused_from: str | None = None) -> str:
+    """Digest of what the vectors depend on: data, PRETRAIN settings, this module's code, and
+    the key of the vectors they were carried over from, if any."""
     params = config.model_dump(mode="json", include=set(config.fields_with(PRETRAIN)))
     key = {"data": data.fingerprint, "params": params, "code": _CODE}
+    if reused_from is not None:
+        key["reused_from"] = reused_from
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def new_text_share(data: ProcessedData, base: ProcessedData) -> float:
+    """The share of `data`'s pretraining reviews (train + unsup) that `base` does not hold."""
+    rows = {name: data.counts.get(name, {}).get("rows", 0) for name in CORPUS}
+    new = rows["train"] - base.counts.get("train", {}).get("rows", 0)
+    return max(new, 0) / max(sum(rows.values()), 1)
+
+
+def reusable_base(
+    data: ProcessedData, base: ProcessedData | None, config: PipelineConfig
+) -> tuple[ProcessedData, float] | None:
+    """`base` and the new text's share when `data`'s vectors may be carried over from it."""
+    if base is None or base.incoming or not data.incoming or base.fingerprint == data.fingerprint:
+        return None
+    share = new_text_share(data, base)
+    return (base, share) if share <= config.word_vectors_reuse_share else None
 
 
 def load_vectors(path: Path) -> WordVectors | None:
@@ -75,8 +101,14 @@ def learn_word_vectors(
     config: PipelineConfig,
     root: Path,
     progress: Callable[[str], None] = log.info,
+    base: ProcessedData | None = None,
 ) -> WordVectors:
-    """Vectors for `config.vocab_size` ids in root/<key>/ (reused when intact)."""
+    """Vectors for `config.vocab_size` ids in root/<key>/ (reused when intact): learnt on
+    `data`, or carried over from those of `base` (the archive alone) when `data` adds little
+    text to it."""
+    reuse = reusable_base(data, base, config)
+    if reuse is not None:
+        return _carry_over(data, *reuse, config, root, progress)
     key = vectors_key(data, config)
     final = root / key
     existing = reuse_verified(final, load_vectors, "word vectors", progress)
@@ -89,17 +121,66 @@ def learn_word_vectors(
         f"{' + '.join(s for s in CORPUS if data.counts.get(s, {}).get('rows'))}"
     )
     vectors = _train(corpus, config, progress)
+    _write(final, key, vectors, data, config)
+    progress(f"wrote word vectors {final} in {time.perf_counter() - t0:.0f}s")
+    return WordVectors(final, key)
+
+
+def _carry_over(
+    data: ProcessedData,
+    base: ProcessedData,
+    share: float,
+    config: PipelineConfig,
+    root: Path,
+    progress: Callable[[str], None],
+) -> WordVectors:
+    """The vectors of `base`, learnt if needed, moved to `data`'s vocabulary word by word."""
+    learnt = learn_word_vectors(base, config, root, progress)
+    key = vectors_key(data, config, reused_from=learnt.key)
+    final = root / key
+    progress(
+        f"reusing the word vectors of data version {base.fingerprint} ({learnt.path.name}): "
+        f"the new training reviews are {share:.2%} of the pretraining text, at most "
+        f"word_vectors_reuse_share = {config.word_vectors_reuse_share:.0%}"
+    )
+    existing = reuse_verified(final, load_vectors, "carried-over word vectors", progress)
+    if existing is not None:
+        return existing
+    old = {word: i for i, word in enumerate(base.vocabulary())}
+    new = data.vocabulary()
+    # Row i: the vector of word i where the archive's vocabulary has it; the others start as
+    # the words word2vec never saw do.
+    vectors = random_start(config.vocab_size, config.embedding_dim, config.seed)
+    known = [(i, old[word]) for i, word in enumerate(new) if i > 0 and word in old]
+    if known:
+        rows, from_rows = (np.array(x, dtype=np.int64) for x in zip(*known, strict=True))
+        vectors[rows] = learnt.load()[from_rows]
+    _write(final, key, vectors, data, config, reused_from=learnt.key)
+    progress(
+        f"wrote word vectors {final}: {len(known):,} of {len(new) - 1:,} words carried over, "
+        f"{len(new) - 1 - len(known):,} new to the vocabulary start at random"
+    )
+    return WordVectors(final, key)
+
+
+def _write(
+    final: Path,
+    key: str,
+    vectors: np.ndarray,
+    data: ProcessedData,
+    config: PipelineConfig,
+    reused_from: str | None = None,
+) -> None:
     with atomic_dir(final) as tmp:
         np.save(tmp / VECTORS_FILE, vectors)
         manifest = {
             "key": key,
             "data_fingerprint": data.fingerprint,
             "params": config.model_dump(mode="json", include=set(config.fields_with(PRETRAIN))),
+            "reused_from": reused_from,
             "files": {VECTORS_FILE: file_record(tmp / VECTORS_FILE)},
         }
         atomic_write_text(tmp / MANIFEST, json.dumps(manifest, indent=2))
-    progress(f"wrote word vectors {final} in {time.perf_counter() - t0:.0f}s")
-    return WordVectors(final, key)
 
 
 def _word(i: int) -> str:
@@ -161,11 +242,16 @@ def _train(
     return embedding_matrix(model.wv, config.vocab_size, config.embedding_dim, config.seed)
 
 
-def embedding_matrix(vectors, vocab_size: int, dim: int, seed: int) -> np.ndarray:
-    """Row i: the vector of id i; ids word2vec never saw keep Keras' default uniform(±0.05)
-    start (seeded), and the padding row is 0."""
+def random_start(vocab_size: int, dim: int, seed: int) -> np.ndarray:
+    """Keras' default uniform(±0.05) start of an embedding (seeded), with a zero padding row."""
     rows = np.random.default_rng(seed).uniform(-0.05, 0.05, (vocab_size, dim)).astype(np.float32)
     rows[0] = 0.0
+    return rows
+
+
+def embedding_matrix(vectors, vocab_size: int, dim: int, seed: int) -> np.ndarray:
+    """Row i: the vector of id i; ids word2vec never saw keep the `random_start`."""
+    rows = random_start(vocab_size, dim, seed)
     for i in _ids(vectors, vocab_size):
         rows[i] = vectors[_word(i)]
     return rows

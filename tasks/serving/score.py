@@ -223,6 +223,39 @@ def score_path(input: Path, model: ModelInfo, output: Path) -> dict:
     }
 
 
+def default_output(input: Path) -> Path:
+    """`<input without suffix>.scored.parquet` beside a file, `<folder>-scored/` beside a
+    folder."""
+    full = input.resolve()
+    if input.is_dir():
+        return full.with_name(f"{full.name}-scored")
+    return full.with_name(f"{full.stem}.scored.parquet")
+
+
+def score_input(input: Path, model: str | Path, output: Path | None, artifacts_dir: Path) -> dict:
+    """Score a review file (or every review file in a folder) to parquet with one model load:
+    what `imdb-pipeline score` runs (plain Python) and the `score_reviews` task wraps.
+
+    `model` is `"champion"` or an exported folder (see `resolve_model`); `output` defaults to
+    `default_output(input)`. Returns `score_path`'s summary with the `output` path.
+    """
+    if not input.exists():  # said before a missing champion would be
+        raise FileNotFoundError(f"input {input} does not exist")
+    scoring = resolve_model(model, artifacts_dir)
+    if output is None:
+        output = default_output(input)
+    summary = score_path(input, scoring, output)
+    return {**summary, "output": str(output)}
+
+
+def describe(summary: dict) -> str:
+    """One line on a `score_input` summary, as the log gives it."""
+    return (
+        f"scored {summary['rows']} reviews ({summary['positive']} positive) with "
+        f"{summary['model_id']} in {summary['seconds']:.1f} s: {summary['output']}"
+    )
+
+
 def _free_name(folder: Path, name: str) -> tuple[Path, int]:
     """`folder/name`, or `folder/name.<n>` with the smallest n >= 1 not taken; and n (0 if none)."""
     n = 0

@@ -108,27 +108,17 @@ def score_reviews(input: Path, model: str | Path, output: Path | None, artifacts
     Default output: `<input without suffix>.scored.parquet` beside a file, `<folder>-scored/`
     beside a folder.
     """
-    if not input.exists():  # said before a missing champion would be
-        raise FileNotFoundError(f"input {input} does not exist")
-    scoring = score.resolve_model(model, artifacts_dir)
-    if output is None:
-        full = input.resolve()
-        output = (
-            full.with_name(f"{full.name}-scored")
-            if input.is_dir()
-            else full.with_name(f"{full.stem}.scored.parquet")
-        )
-    summary = score.score_path(input, scoring, output)
-    _publish_scores(summary["files"], scoring.run_id, f"Reviews scored from {input}")
+    summary = score.score_input(input, model, output, artifacts_dir)
+    _publish_scores(summary["files"], summary["model_id"], f"Reviews scored from {input}")
     get_run_logger().info(
         "scored %d reviews (%d positive) with %s in %.1f s to %s",
         summary["rows"],
         summary["positive"],
-        scoring.run_id,
+        summary["model_id"],
         summary["seconds"],
-        output,
+        summary["output"],
     )
-    return {**summary, "output": str(output)}
+    return summary
 
 
 @task(name="score_waiting")

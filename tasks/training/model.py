@@ -35,6 +35,23 @@ EMBEDDING = "embedding"
 BRANCHES = "branch_logits"  # output of the two-branch training model: [LSTM, n-gram] logits
 
 
+class LayerSeeds:
+    """Integer seeds for every random initialiser and generator of the model, drawn in build
+    order from `seed` alone.
+
+    Keras gives an unseeded initialiser (or an LSTM's generator) a seed from Python's
+    process-wide `random` module when the layer is created. Prefect's threads draw from that
+    module too, at moments that depend on timing, so two runs of one config used to start
+    from different LSTM weights (and a quiet machine from different ones each time).
+    """
+
+    def __init__(self, seed: int) -> None:
+        self._seeds = np.random.SeedSequence(seed)
+
+    def __call__(self) -> int:
+        return int(self._seeds.spawn(1)[0].generate_state(1)[0])
+
+
 def build_model(
     config: PipelineConfig,
     steps_per_epoch: int = 1,
@@ -44,9 +61,14 @@ def build_model(
     """A compiled Keras model for token-id sequences padded with 0 (`word_vectors`, if given,
     replace the embedding's random initial values; `ngram_table`, from `ngram_table()`, is the
     n-gram branch's table when `ngram_min_count` is set: without it the table is empty)."""
+    seeds = LayerSeeds(config.seed)
     inputs = keras.Input(shape=(None,), dtype="int32", name="token_ids")
     embedding = keras.layers.Embedding(
-        config.vocab_size, config.embedding_dim, mask_zero=config.mask_padding, name=EMBEDDING
+        config.vocab_size,
+        config.embedding_dim,
+        embeddings_initializer=keras.initializers.RandomUniform(-0.05, 0.05, seed=seeds()),
+        mask_zero=config.mask_padding,
+        name=EMBEDDING,
     )
     x = embedding(inputs)
     if word_vectors is not None:
@@ -57,16 +79,19 @@ def build_model(
         )(x)
     for i in range(config.lstm_layers):
         top = i == config.lstm_layers - 1
-        # cuDNN path on GPU: default activations, no recurrent_dropout, use_cudnn="auto", and a
-        # mask only over end padding.
-        layer = keras.layers.LSTM(
-            config.lstm_units,
-            # Lower layers feed the next LSTM; the top one feeds pooling or the output.
-            return_sequences=not top or config.pooling != "last",
-            name=f"lstm_{i + 1}",
-        )
+        # Lower layers feed the next LSTM; the top one feeds pooling or the output.
+        sequences = not top or config.pooling != "last"
         if config.bidirectional:
-            layer = keras.layers.Bidirectional(layer, name=f"bilstm_{i + 1}")
+            # Each direction seeded apart: Bidirectional would copy one layer's seeds to both.
+            layer = keras.layers.Bidirectional(
+                lstm_layer(config, seeds, sequences, f"forward_lstm_{i + 1}"),
+                backward_layer=lstm_layer(
+                    config, seeds, sequences, f"backward_lstm_{i + 1}", go_backwards=True
+                ),
+                name=f"bilstm_{i + 1}",
+            )
+        else:
+            layer = lstm_layer(config, seeds, sequences, f"lstm_{i + 1}")
         x = layer(x)
     # Pooling over every step lets the output see the whole review, not only its end; the mean
     # pool alone is what a bag-of-embeddings model does well on IMDB (0.887 measured here).
@@ -94,11 +119,13 @@ def build_model(
             seed=config.seed,
             name=NGRAM_LOGIT,
         )(grams(inputs))
-        lstm = keras.layers.Dense(1, name="lstm_logit")(x)
+        lstm = keras.layers.Dense(1, kernel_initializer=_glorot(seeds), name="lstm_logit")(x)
         # Trained as an ensemble (each branch on its own loss); `serving_model` combines them.
         outputs = keras.layers.Concatenate(name=BRANCHES)([lstm, ngram])
     else:
-        outputs = keras.layers.Dense(1, activation="sigmoid", name="sentiment")(x)
+        outputs = keras.layers.Dense(
+            1, activation="sigmoid", kernel_initializer=_glorot(seeds), name="sentiment"
+        )(x)
     model = keras.Model(inputs, outputs, name="sentiment_lstm")
     rate = config.learning_rate
     if config.lr_schedule == "cosine":
@@ -106,6 +133,31 @@ def build_model(
         rate = keras.optimizers.schedules.CosineDecay(rate, steps_per_epoch * config.epochs)
     compile_model(model, rate, weights=branch_weights(config))
     return model
+
+
+def lstm_layer(
+    config: PipelineConfig,
+    seeds: LayerSeeds,
+    return_sequences: bool,
+    name: str,
+    go_backwards: bool = False,
+) -> keras.layers.LSTM:
+    """One LSTM with Keras' default initialisers, each seeded from `seeds`. The cuDNN path on
+    GPU needs default activations, no recurrent_dropout, use_cudnn="auto", and a mask only
+    over end padding."""
+    return keras.layers.LSTM(
+        config.lstm_units,
+        return_sequences=return_sequences,
+        go_backwards=go_backwards,
+        kernel_initializer=_glorot(seeds),
+        recurrent_initializer=keras.initializers.Orthogonal(seed=seeds()),
+        seed=seeds(),
+        name=name,
+    )
+
+
+def _glorot(seeds: LayerSeeds) -> keras.initializers.Initializer:
+    return keras.initializers.GlorotUniform(seed=seeds())
 
 
 def ngram_ids_layer(
@@ -169,7 +221,8 @@ def serving_model(model: keras.Model, config: PipelineConfig) -> keras.Model:
     if not is_two_branch(model):
         return model
     prob = CombinedProbability(branch_weights(config), name="sentiment")(model.outputs[0])
-    return keras.Model(model.inputs, prob, name=model.name)
+    # One input tensor, not a list of one: the model is called with a bare batch of ids.
+    return keras.Model(model.input, prob, name=model.name)
 
 
 def compile_model(

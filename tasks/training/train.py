@@ -151,6 +151,7 @@ def train(
             initial_epoch=initial_epoch,
             steps_per_epoch=steps,
             validation_data=val_ds,
+            shuffle=False,  # the dataset's epoch plans are shuffled already (seeded per epoch)
             callbacks=callbacks,
             verbose=1 if sys.stdout.isatty() else 2,
         )

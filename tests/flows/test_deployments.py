@@ -55,11 +55,17 @@ def _only_run(artifacts: Path) -> Path:
 
 
 def test_deploy_run_crash_and_automatic_resume(tmp_path: Path) -> None:
+    deploy_run_crash_and_automatic_resume(tmp_path)
+
+
+def deploy_run_crash_and_automatic_resume(tmp_path: Path, database_url: str | None = None) -> None:
+    """The whole scenario on a server whose database is its own SQLite file, or `database_url`
+    (tests/flows/test_deployments_postgres.py runs it on PostgreSQL)."""
     small = build_archive(tmp_path / "small.tar.gz", per_folder=40)
     # While this file exists, training holds after each epoch's checkpoint (HOLD_FILE_ENV): the
     # run is killed at a known epoch, on an event, however fast or loaded the machine is.
     hold = tmp_path / "hold-training"
-    with local_prefect(tmp_path / "prefect", {HOLD_FILE_ENV: str(hold)}) as prefect:
+    with local_prefect(tmp_path / "prefect", {HOLD_FILE_ENV: str(hold)}, database_url) as prefect:
         # Given: the pool, the deployments and automations of prefect.yaml, and a worker
         prefect.cli("work-pool", "create", "imdb-process", "--type", "process")
         # deployed the conventional way: `prefect deploy --all` from the project root, no

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
 import pytest
 
+from flows.cli import main
 from flows.evaluate import evaluate_exported
 from tests.imdb_fixtures import Exported
 
@@ -60,3 +62,25 @@ def test_evaluate_without_the_tokenised_data_fails(exported: Exported, tmp_path:
     with pytest.raises(FileNotFoundError, match=exported.data.fingerprint) as failed:
         evaluate_exported(exported.model_dir, tmp_path / "data")
     assert "imdb-pipeline prepare" in str(failed.value)
+
+
+def test_cli_evaluate_runs_without_a_flow_and_names_a_missing_model(
+    exported: Exported, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given the export, and a --model path that does not exist
+    missing = tmp_path / "nonexistent"
+    data_dir = str(exported.data_dir)
+
+    # When `imdb-pipeline evaluate --json` runs with each
+    ok = main(["evaluate", "--model", str(exported.model_dir), "--data-dir", data_dir, "--json"])
+    out, _ = capsys.readouterr()
+    failed = main(["evaluate", "--model", str(missing), "--data-dir", data_dir, "--json"])
+
+    # Then the export's metrics are the flow's, and the missing path is named
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert (ok, summary["ok"]) == (0, True)
+    assert summary == {**evaluate_exported(exported.model_dir, exported.data_dir), "ok": True}
+    out, err = capsys.readouterr()
+    assert failed == 1
+    assert f"{missing} not found: --model must be an exported model folder" in err
+    assert json.loads(out.strip().splitlines()[-1])["ok"] is False

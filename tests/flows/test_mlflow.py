@@ -244,7 +244,8 @@ def test_a_killed_run_resumed_continues_its_mlflow_run_with_each_epoch_once(
             lines.put(line)
         lines.put(None)
 
-    threading.Thread(target=read, daemon=True).start()
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
     output = []
     try:
         while (line := lines.get(timeout=300)) is not None:
@@ -261,6 +262,8 @@ def test_a_killed_run_resumed_continues_its_mlflow_run_with_each_epoch_once(
         # When it is killed there (no chance to log anything more)
         os.killpg(child.pid, signal.SIGKILL)
         child.wait(timeout=30)
+        reader.join(timeout=30)  # it reads to the end of the killed child's output
+        child.stdout.close()  # type: ignore[union-attr]
     run_dir = tmp_path / "art" / "runs" / "killed"
     recorded = mlflow_sync.read_state(run_dir, mlflow_server.uri)["run_id"]
     hold.unlink()

@@ -34,8 +34,8 @@ def start_training(archive: Path, root: Path, run_id: str, hold: Path | None) ->
     env = {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value())}
     if hold is not None:
         env[HOLD_FILE_ENV] = str(hold)
-    log = (root / f"{run_id}.{time.monotonic_ns()}.log").open("w")
-    return subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    with (root / f"{run_id}.{time.monotonic_ns()}.log").open("w") as log:  # open in the child
+        return subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
 def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 300) -> None:
@@ -105,7 +105,7 @@ def test_an_automatic_resume_of_a_live_run_waits_and_leaves_a_finished_run_alone
     summary = resume(run_id="live", artifacts_dir=run_dir.parent.parent, automatic=True)
 
     # Then it waited for the writer, which finished the run, and did nothing itself
-    assert proc.wait(timeout=60) == 0
+    assert proc.wait(timeout=300) == 0
     assert summary["status"] == "completed"
     info = read_run_info(run_dir)
     assert info["status"] == "completed" and info["resumes"] == []

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 import flows.predict
+from flows.cli import main
 from flows.predict import predict_command
 from tasks.serving.predict import Predictor
 from tests.imdb_fixtures import NEGATIVE, POSITIVE, Exported, review
@@ -76,3 +77,20 @@ def test_predict_with_a_folder_that_is_not_an_export_fails(tmp_path: Path) -> No
     # Given a folder without a model / When / then it fails, saying what --model must be
     with pytest.raises(FileNotFoundError, match="--model must be an exported model folder"):
         predict_command(tmp_path, None, ["great film"], as_json=True)
+
+
+def test_predict_with_a_model_path_that_does_not_exist_names_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a --model path that does not exist
+    missing = tmp_path / "nonexistent"
+
+    # When the CLI predicts with it
+    code = main(["predict", "--model", str(missing), "--json", "great film"])
+
+    # Then it exits 1, naming the path given (not a model.keras beside it), and prints no score
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert f"imdb-pipeline predict failed: {missing} not found: --model must be" in err
+    assert "model.keras" not in err
+    assert json.loads(out.strip().splitlines()[-1])["ok"] is False

@@ -12,6 +12,7 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterFlowRunId
 
+import flows.prepare
 from flows.cli import main
 from flows.prepare import prepare
 from tasks.config import PipelineConfig
@@ -127,6 +128,46 @@ def test_cli_prepare_prints_a_json_summary(
     assert summary["counts"]["test"]["rows"] == 80
     assert load_processed(Path(summary["data_path"])) is not None
     assert Path(summary["data_path"]).is_relative_to(data_dir.resolve())
+    assert summary["cached"] is False  # the flow ran
+
+
+def test_cli_prepare_of_cached_data_runs_no_flow_unless_it_is_damaged(
+    small_archive: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given data prepared once by the CLI (through the flow)
+    argv = ["prepare", "--source", str(small_archive), "--data-dir", str(tmp_path / "data")]
+    assert main([*argv, "--json"]) == 0
+    first = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    path = Path(first["data_path"])
+    before = mtimes(path)
+
+    # When it runs again, with the flow made to fail if it is called
+    def no_flow(config: PipelineConfig) -> dict:
+        raise AssertionError("the prepare flow ran for cached data")
+
+    monkeypatch.setattr(flows.prepare, "prepare", no_flow)
+    assert main([*argv, "--json"]) == 0
+
+    # Then it reports the same data, cached, says so, and rewrote nothing
+    out, err = capsys.readouterr()
+    again = json.loads(out.strip().splitlines()[-1])
+    assert again == {**first, "cached": True}
+    assert f"nothing to do, the data is cached: {path} (no flow run)" in err
+    assert mtimes(path) == before
+
+    # When a file of the data is damaged
+    monkeypatch.undo()
+    train = path / "train.parquet"
+    train.write_bytes(train.read_bytes()[:100])
+    assert main([*argv, "--json"]) == 0
+
+    # Then the flow rebuilt it
+    rebuilt = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert rebuilt == first
+    assert load_processed(path) is not None
 
 
 def test_cli_reports_a_failed_flow(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

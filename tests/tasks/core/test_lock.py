@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -43,6 +44,9 @@ def child_holding(tmp_path: Path):
     if proc.poll() is None:
         proc.kill()
     proc.wait()
+    for pipe in (proc.stdin, proc.stdout):
+        with contextlib.suppress(OSError):
+            pipe.close()
 
 
 def test_a_live_holder_is_named_and_keeps_the_run(child_holding) -> None:

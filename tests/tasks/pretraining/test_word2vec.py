@@ -95,3 +95,69 @@ def test_without_unlabelled_reviews_the_training_text_is_used(tmp_path: Path) ->
     _learn(trimmed, tmp_path, messages)
     corpus = next(m for m in messages if m.startswith("word2vec on"))
     assert corpus.endswith("of train")
+
+
+def _grown(base: ProcessedData, root: Path, new_rows: int) -> ProcessedData:
+    """A data version adding `new_rows` accepted training reviews to `base`: its vocabulary has
+    the base's words in another order, one word fewer and one new word."""
+    words = base.vocabulary()
+    vocabulary = [*words[:2], "brandnewword", *reversed(words[3:])]
+    root.mkdir(parents=True)
+    (root / "vocab.txt").write_text("\n".join(vocabulary) + "\n", encoding="utf-8")
+    counts = {**base.counts, "train": {"rows": base.counts["train"]["rows"] + new_rows}}
+    return ProcessedData(root, "grown", counts, 0, ("a" * 64,))
+
+
+def test_a_version_with_little_new_text_carries_the_archives_vectors_over(
+    data: ProcessedData, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given the archive's vectors, and a version adding 1 review to its ~100 pretraining ones
+    base_vectors = _learn(data, tmp_path).load()
+    grown = _grown(data, tmp_path / "grown", new_rows=1)
+    share = word2vec.new_text_share(grown, data)
+    assert 0 < share < 0.05
+
+    # When the new version's vectors are asked for, word2vec being unable to run
+    def no_word2vec(*args, **kwargs):
+        raise AssertionError("word2vec ran")
+
+    monkeypatch.setattr(word2vec, "_train", no_word2vec)
+    messages: list[str] = []
+    config = tiny_config(tmp_path)
+    carried = learn_word_vectors(grown, config, tmp_path / "pretrained", messages.append, data)
+
+    # Then every word keeps its vector, looked up by word; the new word starts at random
+    vectors = carried.load()
+    old = {word: i for i, word in enumerate(data.vocabulary())}
+    for i, word in enumerate(grown.vocabulary()):
+        if word in old and i > 0:
+            assert np.array_equal(vectors[i], base_vectors[old[word]]), word
+    start = word2vec.random_start(60, 8, config.seed)
+    assert np.array_equal(vectors[2], start[2]) and not vectors[0].any()
+    # and the log says what was reused and why; the folder is another than the archive's
+    assert any("reusing the word vectors of data version" in m and "%" in m for m in messages)
+    assert carried.key != word2vec.vectors_key(data, config)
+    assert load_vectors(carried.path) is not None
+
+    # When asked again / Then the carried-over folder is reused as it is
+    again = learn_word_vectors(grown, config, tmp_path / "pretrained", messages.append, data)
+    assert again == carried
+    assert any("reusing carried-over word vectors" in m for m in messages)
+
+
+def test_vectors_are_learnt_again_past_the_share_or_without_the_archive_version(
+    data: ProcessedData, tmp_path: Path
+) -> None:
+    # Given versions adding 1 and 50 reviews to the archive's ~100 pretraining reviews
+    config = tiny_config(tmp_path)
+    small = _grown(data, tmp_path / "small", new_rows=1)
+    large = _grown(data, tmp_path / "large", new_rows=50)
+
+    # Then only the small one may carry the archive's vectors over, and only from the archive
+    assert word2vec.reusable_base(small, data, config) is not None
+    assert word2vec.reusable_base(large, data, config) is None
+    assert word2vec.reusable_base(small, None, config) is None
+    assert word2vec.reusable_base(small, small, config) is None  # not the archive's version
+    assert word2vec.reusable_base(data, data, config) is None  # nothing new
+    never = tiny_config(tmp_path, word_vectors_reuse_share=0)
+    assert word2vec.reusable_base(small, data, never) is None

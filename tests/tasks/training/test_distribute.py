@@ -25,7 +25,8 @@ from tasks.training import train as train_mod
 from tests.imdb_fixtures import checkpoint_epochs, read_history, tiny_config, tokenize_small
 
 ROOT = Path(__file__).resolve().parents[3]
-TIMEOUT = 120  # seconds per child; a tiny run takes ~10 s
+# Seconds per child, a hang guard: a tiny run takes ~10 s alone, minutes on a loaded machine.
+TIMEOUT = 600
 
 
 @pytest.fixture(scope="module")

@@ -104,6 +104,37 @@ def test_the_default_model_masks_padding_and_trains_two_branches(tmp_path: Path)
     assert isinstance(serving, keras.Model) and serving_model(serving, config) is serving
 
 
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["lstm", "bilstm"])
+def test_initial_weights_depend_on_the_seed_alone_not_on_pythons_global_random(
+    tmp_path: Path, bidirectional: bool
+) -> None:
+    import random
+
+    import keras
+
+    # Given the default model (n-gram branch, masked padding), built once right after seeding,
+    # and once after another thread of the process drew from Python's `random` (as Prefect's do)
+    config = tiny_config(tmp_path, bidirectional=bidirectional)
+    keras.utils.set_random_seed(config.seed)
+    first = [w.copy() for w in build_model(config).get_weights()]
+    keras.utils.set_random_seed(config.seed)
+    random.random()
+    second = build_model(config).get_weights()
+
+    # Then every weight is the same, bit for bit
+    assert len(first) == len(second)
+    for a, b in zip(first, second, strict=True):
+        assert np.array_equal(a, b)
+
+    # And another seed starts elsewhere; the directions of a BiLSTM start from their own weights
+    other = build_model(tiny_config(tmp_path, bidirectional=bidirectional, seed=7)).get_weights()
+    assert not np.array_equal(other[1], first[1])
+    if bidirectional:
+        layer = build_model(config).get_layer("bilstm_1")
+        forward = layer.forward_layer.cell.kernel.numpy()
+        assert not np.array_equal(forward, layer.backward_layer.cell.kernel.numpy())
+
+
 def test_lower_lstm_layers_feed_sequences_and_the_top_one_its_pooling(tmp_path: Path) -> None:
     # Given two LSTM layers, with and without pooling over the steps
     pooled = build_model(tiny_config(tmp_path, lstm_layers=2, pooling="max"))

@@ -29,10 +29,31 @@ def _config(tmp_path: Path, **overrides) -> PipelineConfig:
     return tiny_config(tmp_path, **{"epochs": 3, "early_stopping": False, **overrides})
 
 
-def _weights(checkpoint: ckpt.Checkpoint) -> list[np.ndarray]:
+def _weights(checkpoint: ckpt.Checkpoint) -> list[tuple[str, np.ndarray]]:
+    """Each weight of the checkpoint's model (the values of get_weights()), with its path."""
     from tasks.training.layers import load_model
 
-    return load_model(checkpoint.model_path).get_weights()
+    return [(w.path, np.asarray(w)) for w in load_model(checkpoint.model_path).weights]
+
+
+def _weight_differences(a: ckpt.Checkpoint, b: ckpt.Checkpoint) -> dict[str, str]:
+    """The weights of `b` that are not bit-identical to those of `a`: path -> how they differ
+    (max |a - b| for numbers). Empty when the two models are the same."""
+    weights_a, weights_b = _weights(a), _weights(b)
+    assert [p for p, _ in weights_a] == [p for p, _ in weights_b], "different weights"
+    differences = {}
+    for (path, wa), (_, wb) in zip(weights_a, weights_b, strict=True):
+        if wa.shape != wb.shape:
+            differences[path] = f"shape {wa.shape} vs {wb.shape}"
+        elif not np.array_equal(wa, wb):
+            numeric = np.issubdtype(wa.dtype, np.number)
+            diff = np.abs(wa.astype(np.float64) - wb.astype(np.float64)) if numeric else None
+            differences[path] = (
+                f"max |diff| {diff.max():.3g} in {int((diff > 0).sum())} of {wa.size} values"
+                if diff is not None
+                else "values differ"
+            )
+    return differences
 
 
 def test_train_keeps_checkpoints_best_model_history_and_tensorboard(
@@ -172,13 +193,18 @@ def test_resume_is_exact(data: ProcessedData, tmp_path: Path) -> None:
     assert final_b is not None and final_b.epoch == 4
     assert final_b.manifest["global_step"] == 4 * dataset.steps_per_epoch(64, 16)
 
-    # And its final weights are exactly those of the uninterrupted run
+    # And every checkpoint's weights are exactly those of the uninterrupted run: epochs 1-2
+    # (before the resume: two fresh runs of one config start and train alike), then 3-4 (the
+    # resumed epochs)
     final_a = ckpt.find_latest_checkpoint(run_a)
     assert final_a is not None and final_a.epoch == 4
-    weights_a, weights_b = _weights(final_a), _weights(final_b)
-    assert len(weights_a) == len(weights_b)
-    for wa, wb in zip(weights_a, weights_b, strict=True):
-        assert np.array_equal(wa, wb)
+    checkpoints_a = ckpt.list_checkpoints(run_a / "checkpoints")
+    checkpoints_b = ckpt.list_checkpoints(run_b / "checkpoints")
+    assert [c.epoch for c in checkpoints_a] == [c.epoch for c in checkpoints_b] == [1, 2, 3, 4]
+    for a, b in zip(checkpoints_a, checkpoints_b, strict=True):
+        stage = "before the resume" if a.epoch <= 2 else "after resuming from epoch 2"
+        differences = _weight_differences(a, b)
+        assert differences == {}, f"epoch {a.epoch} ({stage}): run B's weights differ from A's"
     # And so are the metrics of every epoch and the dropout generators' states
     assert history_b == read_history(run_a)
     assert result_b.history == result_a.history
