@@ -127,7 +127,10 @@ def _resume(
         summary = {"run_id": run_dir.name, "run_dir": str(run_dir), "model_dir": info["model_dir"]}
     else:
         log_resume_point(run_dir, config, latest)
-        summary = finish_run(config, data, run_dir, latest)
+        # A night's run restarted before its first checkpoint carries the archive's word
+        # vectors over as the night itself would have: the same model as if never stopped.
+        base = prepare_data(config) if incoming and latest is None else None
+        summary = finish_run(config, data, run_dir, latest, base)
     if "nightly" in info:
         model_dir = Path(summary["model_dir"])
         summary.update(conclude_night(config, data, model_dir, info["nightly"].get("keep_runs")))

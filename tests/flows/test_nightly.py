@@ -278,3 +278,38 @@ def test_a_crash_between_training_and_promotion_is_resumed_with_exactly_one_deci
     assert champion.current_champion(models) == (models / "night-2").resolve()
     # And the link named a model at every step: night-1 until the switch
     assert set(links) == {"night-1"}
+
+
+def test_a_night_with_little_new_text_carries_the_archive_vectors_over_also_when_resumed(
+    first_night: FirstNight, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tasks.training import train
+
+    # Given new reviews that count as a small share, and training that dies at once
+    config = first_night.copy(tmp_path, word_vectors_reuse_share=0.9)
+    write_jsonl(config.incoming_path / "more.jsonl", good_rows(6, seed=10))
+    real_train = train.train
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("worker lost before the first checkpoint")
+
+    monkeypatch.setattr(train, "train", crash)
+    with pytest.raises(RuntimeError, match="worker lost"):
+        nightly(config, run_id="night-2")
+
+    # When the automatic resume trains the run from scratch
+    monkeypatch.setattr(train, "train", real_train)
+    info = read_run_info(config.artifacts_dir / "runs" / "night-2")
+    summary = resume(flow_run_id=info["flow_run_ids"][0], automatic=True)
+
+    # Then the night and its resume both used the archive's vectors, carried over: no vectors
+    # were learnt on the new version
+    assert summary["epochs_completed"] == config.epochs
+    manifests = [
+        json.loads(p.read_text()) for p in (config.data_dir / "pretrained").glob("*/manifest.json")
+    ]
+    new_version = info["data_fingerprint"]
+    learnt = {m["data_fingerprint"] for m in manifests if m.get("reused_from") is None}
+    carried = [m for m in manifests if m.get("reused_from")]
+    assert new_version not in learnt
+    assert [m["data_fingerprint"] for m in carried] == [new_version]
