@@ -110,14 +110,7 @@ def score_reviews(input: Path, model: str | Path, output: Path | None, artifacts
     """
     summary = score.score_input(input, model, output, artifacts_dir)
     _publish_scores(summary["files"], summary["model_id"], f"Reviews scored from {input}")
-    get_run_logger().info(
-        "scored %d reviews (%d positive) with %s in %.1f s to %s",
-        summary["rows"],
-        summary["positive"],
-        summary["model_id"],
-        summary["seconds"],
-        summary["output"],
-    )
+    get_run_logger().info(score.describe(summary))  # the line the CLI prints too
     return summary
 
 
