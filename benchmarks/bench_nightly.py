@@ -11,8 +11,11 @@
 The new reviews are made from the archive's *training* reviews (never test): each joins the
 first half of one review to the second half of another with the same label, so its text is
 new and passes the duplicate check. Prints one JSON line; `--keep DIR` keeps the folders
-(DIR/art/models/champion then serves `bench_score.py --model`).
+(DIR/art/models/champion then serves `bench_score.py --model`). `--first-night DIR` starts
+from the data/ and art/ a first night left in DIR (copied), or runs the first night and saves
+them there: the later nights can then be measured again without training the champion again.
 Usage: python benchmarks/bench_nightly.py [--new-reviews 1000] [--keep DIR] [--no-reference]
+       [--first-night DIR]
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -41,7 +45,7 @@ def new_reviews(data_dir: Path, n: int, seed: int = 0) -> list[dict]:
     folders = sorted((data_dir / "processed").glob("*/train.parquet"))
     data = next(load_processed(p.parent) for p in folders if not load_processed(p.parent).incoming)
     table = pq.read_table(data.split_path("train"), columns=["text", "label"]).to_pylist()
-    pools = [[r["text"] for r in table if r["label"] == label] for label in (0, 1)]
+    pools = [np.array([r["text"] for r in table if r["label"] == y], object) for y in (0, 1)]
     rng = np.random.default_rng(seed)
     rows = []
     for i in range(n):
@@ -82,14 +86,24 @@ def main() -> None:
     parser.add_argument(
         "--no-reference", action="store_true", help="skip the night that learns vectors again"
     )
+    parser.add_argument("--first-night", type=Path, help="reuse (or save) the first night here")
     args = parser.parse_args()
     if not REAL_ARCHIVE.exists():
         sys.exit(f"real archive not found at {REAL_ARCHIVE} (set IMDB_SOURCE)")
     with tempfile.TemporaryDirectory() as tmp:
         root = args.keep or Path(tmp)
         root.mkdir(parents=True, exist_ok=True)
-        night(root, "prepare")  # the archive's own data version, to draw the new reviews from
-        first_s, first = night(root, "nightly")
+        saved = args.first_night
+        if saved is not None and (saved / "art").is_dir():
+            for name in ("data", "art"):
+                shutil.copytree(saved / name, root / name, symlinks=True)
+            first_s, first = None, {"test_accuracy": None}
+        else:
+            night(root, "prepare")  # the archive's own data version, to draw new reviews from
+            first_s, first = night(root, "nightly")
+            if saved is not None:
+                for name in ("data", "art"):
+                    shutil.copytree(root / name, saved / name, symlinks=True)
         incoming = root / "data" / "incoming"
         incoming.mkdir(parents=True, exist_ok=True)
         rows = new_reviews(root / "data", args.new_reviews)
@@ -103,7 +117,7 @@ def main() -> None:
             json.dumps(
                 {
                     "benchmark": "nightly",
-                    "first_night_s": round(first_s, 1),
+                    "first_night_s": first_s and round(first_s, 1),
                     "first_test_accuracy": first.get("test_accuracy"),
                     "new_reviews": args.new_reviews,
                     "accepted": sum(f["accepted_rows"] for f in trained["incoming"]),

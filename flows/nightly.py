@@ -1,8 +1,8 @@
 """nightly: take in new labelled reviews, retrain only if something changed, promote only a
 real improvement, then score the reviews waiting in the to-score folder with the champion.
 
-    ingest -> data version -> unchanged? skip : train -> evaluate -> export -> decide
-           -> score waiting reviews -> prune old runs
+    ingest -> data version -> unchanged? skip : (warm start?) train -> evaluate -> export
+           -> decide -> score waiting reviews -> prune old runs
 """
 
 from __future__ import annotations
@@ -22,8 +22,15 @@ from tasks.data.processed import ProcessedData
 from tasks.ingest.steps import ingest_incoming
 from tasks.ingest.validate import reference_keys
 from tasks.serving.champion import current_champion
-from tasks.serving.steps import check_unchanged, promote_model, prune_runs, score_waiting_reviews
+from tasks.serving.steps import (
+    check_unchanged,
+    plan_warm_start,
+    promote_model,
+    prune_runs,
+    score_waiting_reviews,
+)
 from tasks.tracking.steps import track_champion
+from tasks.training.warm import WARM_RECORD
 
 HELDOUT = "validation"  # the split champion and challenger are compared on
 
@@ -52,12 +59,18 @@ def nightly(
         summary.update(trained=False, reason=reason)
         model_dir = None
     else:
-        nightly_record = {"keep_runs": keep_runs}
+        warm = plan_warm_start(artifacts_dir / "models", data, base, config)
         run_dir = create_run(
-            artifacts_dir, config, data, run_id, flow_run.get_id(), nightly=nightly_record
+            artifacts_dir,
+            config,
+            data,
+            run_id,
+            flow_run.get_id(),
+            nightly={"keep_runs": keep_runs},
+            **({WARM_RECORD: warm.record()} if warm else {}),
         )
-        trained = finish_run(config, data, run_dir, base=base)
-        summary.update(trained, flow="nightly", trained=True)
+        trained = finish_run(config, data, run_dir, base=base, warm=warm)
+        summary.update(trained, flow="nightly", trained=True, warm_start=warm is not None)
         model_dir = Path(summary["model_dir"])
     summary.update(conclude_night(config, data, model_dir, keep_runs))
     return summary

@@ -19,6 +19,7 @@ from tasks.tracking.steps import track_run
 from tasks.training.checkpoint import Checkpoint
 from tasks.training.steps import train_model
 from tasks.training.train import TrainResult
+from tasks.training.warm import WarmStart
 
 
 @flow(name="imdb-pipeline", log_prints=True)
@@ -36,13 +37,14 @@ def finish_run(
     run_dir: Path,
     latest: Checkpoint | None = None,
     base: ProcessedData | None = None,
+    warm: WarmStart | None = None,
 ) -> dict:
     """Pretrain (unless a checkpoint holds the model already; `base`, the archive's own data
     version, may lend its word vectors), train (continuing from `latest`, the run's newest
-    valid checkpoint), evaluate, export."""
+    valid checkpoint, else from `warm`'s weights if given), evaluate, export."""
     try:
         vectors = pretrain_word_vectors(config, data, base) if latest is None else None
-        result: TrainResult = train_model(config, data, run_dir, latest, vectors)
+        result: TrainResult = train_model(config, data, run_dir, latest, vectors, warm)
         metrics = evaluate_model(config, data, result)
         model_dir = export_model(config, data, result, metrics)
     except BaseException:

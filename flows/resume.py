@@ -18,6 +18,7 @@ from tasks.core.lock import Holder, RunLocked, acquire_run, release_run
 from tasks.core.runs import RunError, begin_resume, find_run, read_run_info, update_run_info
 from tasks.ingest.accepted import accepted_files
 from tasks.training.checkpoint import Checkpoint, find_latest_checkpoint
+from tasks.training.warm import WARM_RECORD, WarmStart
 
 DEFAULT_ARTIFACTS = Path("artifacts")
 
@@ -126,25 +127,26 @@ def _resume(
     if completed:
         summary = {"run_id": run_dir.name, "run_dir": str(run_dir), "model_dir": info["model_dir"]}
     else:
-        log_resume_point(run_dir, config, latest)
+        warm = WarmStart.from_record(info.get(WARM_RECORD))  # a warm start keeps its start
+        log_resume_point(run_dir, warm.epochs if warm else config.epochs, latest)
         # A night's run restarted before its first checkpoint carries the archive's word
         # vectors over as the night itself would have: the same model as if never stopped.
         base = prepare_data(config) if incoming and latest is None else None
-        summary = finish_run(config, data, run_dir, latest, base)
+        summary = finish_run(config, data, run_dir, latest, base, warm)
     if "nightly" in info:
         model_dir = Path(summary["model_dir"])
         summary.update(conclude_night(config, data, model_dir, info["nightly"].get("keep_runs")))
     return {**summary, "flow": "resume", "resumed_from_epoch": start}
 
 
-def log_resume_point(run_dir: Path, config: PipelineConfig, latest: Checkpoint | None) -> None:
-    """Say where training continues: from scratch, from `latest`, or not at all."""
+def log_resume_point(run_dir: Path, epochs: int, latest: Checkpoint | None) -> None:
+    """Say where training continues (of `epochs`): from scratch, from `latest`, or not at all."""
     logger = get_run_logger()
     if latest is None:
         logger.warning(
             "run %s has no valid checkpoint yet: training starts at epoch 0", run_dir.name
         )
-    elif latest.epoch >= config.epochs or latest.state().get("stopped_early"):
+    elif latest.epoch >= epochs or latest.state().get("stopped_early"):
         logger.info(
             "run %s finished training at epoch %d: evaluating and exporting only",
             run_dir.name,

@@ -206,6 +206,16 @@ class PipelineConfig(BaseModel):
     # *Results*): --batch-size 256 --learning-rate 0.004 --epochs 4 --word2vec-epochs 3.
     batch_size: int = Field(64, ge=1, le=65_536)
     epochs: int = Field(5, ge=1, le=1000)
+    warm_start_epochs: int = Field(
+        1,
+        ge=0,
+        le=1000,
+        description=(
+            "a night whose settings are the champion's and whose new training reviews are at "
+            "most word_vectors_reuse_share of the text trains its challenger from the "
+            "champion's weights for this many epochs; 0: always from scratch"
+        ),
+    )
     learning_rate: float = Field(2e-3, gt=0, le=1, description="initial (peak) learning rate")
     lr_schedule: Literal["constant", "cosine"] = Field(
         "cosine", description="cosine: decay to 0 over all epochs (a function of the step)"

@@ -16,10 +16,12 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
+from tasks.config import PipelineConfig
 from tasks.core.atomic import fsync_dir
 from tasks.evaluation.stats import mcnemar
 from tasks.serving import registry
-from tasks.serving.export import CARD_JSON, KERAS_FILE
+from tasks.serving.export import CARD_JSON, KERAS_FILE, VOCAB_FILE
+from tasks.training.warm import WarmStart
 
 CHAMPION = "champion"
 
@@ -107,6 +109,38 @@ def unchanged_reason(models_dir: Path, data_version: str, config_digest: str) ->
                 "nothing new to learn"
             )
     return None
+
+
+def warm_start(
+    models_dir: Path, config: PipelineConfig, new_share: float | None
+) -> tuple[WarmStart | None, str]:
+    """Where tonight's challenger starts, and why: from the champion's weights when warm starts
+    are on, the champion has tonight's settings, and the new training reviews are a share of
+    the text small enough to keep the archive's word vectors (`new_share`, None when they are
+    learnt again); else from scratch."""
+    epochs, config_digest = config.warm_start_epochs, config.digest()
+    if epochs == 0:
+        return None, "warm_start_epochs = 0: training from scratch"
+    if config.ngram_order and not config.ngram_min_count:
+        return None, "hashed n-gram ids cannot follow a new vocabulary: training from scratch"
+    current = current_champion(models_dir)
+    if current is None:
+        return None, "no champion yet: training from scratch"
+    info = model_info(current)
+    if info.config_digest != config_digest:
+        return None, (
+            f"the champion {info.run_id} has other settings (config {info.config_digest}, "
+            f"tonight {config_digest}): training from scratch"
+        )
+    if new_share is None:
+        return None, (
+            "the word vectors are learnt again on this data version (too much new text, or "
+            "none): training from scratch"
+        )
+    return WarmStart(current / KERAS_FILE, current / VOCAB_FILE, epochs), (
+        f"warm start from the champion {info.run_id} for {epochs} epoch(s): the new training "
+        f"reviews are {new_share:.2%} of the text and the settings are the champion's"
+    )
 
 
 def correct_on(model_dir: Path, parquet: Path) -> np.ndarray:

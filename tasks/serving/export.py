@@ -50,8 +50,10 @@ def export(
     data: ProcessedData,
     metrics: dict[str, Any],
     selected_epoch: int | None,
+    warm_started_from: str | None = None,
 ) -> Path:
-    """Write models_dir/<run_id>/ atomically (a re-export replaces the folder whole)."""
+    """Write models_dir/<run_id>/ atomically (a re-export replaces the folder whole);
+    `warm_started_from` names the model whose weights training started from, if any."""
     from tasks.training.layers import load_model
     from tasks.training.model import compile_model, serving_model
 
@@ -71,6 +73,7 @@ def export(
             "run_id": run_id,
             "selected_epoch": selected_epoch,
             "selected_on": config.monitor,
+            "warm_started_from": warm_started_from,
             "data_fingerprint": data.fingerprint,
             "data_incoming": list(data.incoming),
             "config_digest": config.digest(),
@@ -80,6 +83,13 @@ def export(
         (tmp / CARD_JSON).write_text(json.dumps(card, indent=2))
         (tmp / CARD_FILE).write_text(model_card(card))
     return dest
+
+
+def _start(card: dict[str, Any]) -> str:
+    source = card.get("warm_started_from")
+    if source is None:
+        return "Trained from scratch."
+    return f"Warm-started from the weights of `{source}` (the champion of its night)."
 
 
 def model_card(card: dict[str, Any]) -> str:
@@ -120,7 +130,7 @@ them by name), or call `tasks.training.layers.load_model`, which does both.
 ## Data
 Tokenised data fingerprint `{card["data_fingerprint"]}` (the archive plus
 {len(card.get("data_incoming", ()))} accepted incoming files); config digest
-`{card.get("config_digest")}`.
+`{card.get("config_digest")}`. {_start(card)}
 
 ## Configuration
 | field | value |

@@ -13,8 +13,10 @@ from prefect.logging import get_run_logger
 from tasks.config import PipelineConfig
 from tasks.core import runs
 from tasks.data.processed import ProcessedData
+from tasks.pretraining.word2vec import reusable_base
 from tasks.serving import champion, export, score
 from tasks.training.train import TrainResult
+from tasks.training.warm import WarmStart
 
 
 @task(name="export_model")
@@ -33,6 +35,7 @@ def export_model(
         data,
         metrics,
         best.epoch,
+        result.warm_started_from,
     )
     get_run_logger().info("exported %s", dest)
     return dest
@@ -70,6 +73,17 @@ def promote_model(
 
 
 @task(name="check_unchanged")
+def plan_warm_start(
+    models_dir: Path, data: ProcessedData, base: ProcessedData, config: PipelineConfig
+) -> WarmStart | None:
+    """The champion's weights to start tonight's challenger from, or None (`champion.warm_start`
+    says when); the log says which, and why."""
+    reuse = reusable_base(data, base, config)  # the rule that keeps the archive's word vectors
+    warm, reason = champion.warm_start(models_dir, config, reuse[1] if reuse else None)
+    get_run_logger().info(reason)
+    return warm
+
+
 def check_unchanged(models_dir: Path, data: ProcessedData, config: PipelineConfig) -> str | None:
     """Why the nightly need not train (see `champion.unchanged_reason`), logged and published
     as an artifact; None when there is something new to learn."""

@@ -34,6 +34,7 @@ class CheckpointCallback(keras.callbacks.Callback):
         *,
         chief: bool = True,
         on_epoch: EpochHook | None = None,
+        epochs: int | None = None,
     ) -> None:
         super().__init__()
         self.config = config
@@ -45,6 +46,7 @@ class CheckpointCallback(keras.callbacks.Callback):
         # copies and runs no collective op, so the other workers need not save anywhere.
         self.chief = chief
         self.on_epoch = on_epoch
+        self.epochs = epochs or config.epochs  # the last epoch: a warm start trains fewer
         # Measured in this process only (a resumed run reports its own epochs).
         self.epoch_seconds: list[float] = []  # incl. validation + checkpoints
         self.checkpoint_seconds: list[float] = []  # checkpoint writes per epoch
@@ -74,7 +76,7 @@ class CheckpointCallback(keras.callbacks.Callback):
                 improved=tracker.improved,
                 periodic=done % config.checkpoint_every == 0
                 or tracker.stopped_early
-                or done == config.epochs,
+                or done == self.epochs,
                 keep=config.keep_checkpoints,
             )
         self.checkpoint_seconds.append(time.perf_counter() - t0)
@@ -90,7 +92,7 @@ class CheckpointCallback(keras.callbacks.Callback):
             )
         self.epoch_seconds.append(time.perf_counter() - self._epoch_started)
         if self.on_epoch is not None:
-            self.on_epoch(done, config.epochs, metrics)
+            self.on_epoch(done, self.epochs, metrics)
 
     def _manifest(self, done: int, metrics: dict[str, float]) -> dict:
         return {

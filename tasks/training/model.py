@@ -57,10 +57,12 @@ def build_model(
     steps_per_epoch: int = 1,
     word_vectors: np.ndarray | None = None,
     ngram_table: np.ndarray | None = None,
+    epochs: int | None = None,
 ) -> keras.Model:
     """A compiled Keras model for token-id sequences padded with 0 (`word_vectors`, if given,
     replace the embedding's random initial values; `ngram_table`, from `ngram_table()`, is the
-    n-gram branch's table when `ngram_min_count` is set: without it the table is empty)."""
+    n-gram branch's table when `ngram_min_count` is set: without it the table is empty).
+    `epochs` (default `config.epochs`) is what the learning-rate schedule spans."""
     seeds = LayerSeeds(config.seed)
     inputs = keras.Input(shape=(None,), dtype="int32", name="token_ids")
     embedding = keras.layers.Embedding(
@@ -130,7 +132,9 @@ def build_model(
     rate = config.learning_rate
     if config.lr_schedule == "cosine":
         # A function of the optimizer's step count, which checkpoints keep: resumes stay exact.
-        rate = keras.optimizers.schedules.CosineDecay(rate, steps_per_epoch * config.epochs)
+        rate = keras.optimizers.schedules.CosineDecay(
+            rate, steps_per_epoch * (epochs or config.epochs)
+        )
     compile_model(model, rate, weights=branch_weights(config))
     return model
 

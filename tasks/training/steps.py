@@ -17,6 +17,7 @@ from tasks.data.processed import ProcessedData
 from tasks.pretraining.word2vec import WordVectors
 from tasks.tracking.steps import epoch_tracker
 from tasks.training import checkpoint, train
+from tasks.training.warm import WarmStart
 
 # Training holds at an epoch boundary while the file this names exists: after the epoch's
 # checkpoint is written, before the next epoch starts. Operators can pause a run safely with it,
@@ -42,10 +43,11 @@ def train_model(
     run_dir: Path,
     latest: checkpoint.Checkpoint | None = None,
     word_vectors: WordVectors | None = None,
+    warm: WarmStart | None = None,
 ) -> train.TrainResult:
     """Fit the model, continuing from `latest` (the run's newest valid checkpoint, verified by
     the caller) or, on a retry or when not given, from the newest one found now; a model
-    trained from scratch starts from `word_vectors`."""
+    trained afresh starts from `word_vectors`, and from `warm`'s weights if given."""
     logger = get_run_logger()
     if latest is None or task_run.run_count > 1:  # a failed attempt may have saved newer ones
         latest = checkpoint.find_latest_checkpoint(run_dir)
@@ -65,7 +67,14 @@ def train_model(
 
     vectors = word_vectors.load() if word_vectors is not None and latest is None else None
     result = train.train(
-        config, data, run_dir, resume=latest, on_epoch=on_epoch, word_vectors=vectors
+        config,
+        data,
+        run_dir,
+        resume=latest,
+        on_epoch=on_epoch,
+        word_vectors=vectors,
+        warm=warm,
+        progress=logger.info,
     )
     update_progress_artifact(progress, 100.0)
     return result

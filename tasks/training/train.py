@@ -22,6 +22,7 @@ from tasks.training.distribute import (
     make_strategy,
 )
 from tasks.training.tracker import Tracker
+from tasks.training.warm import WarmStart
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ class TrainResult:
     checkpoint_seconds: list[float] = field(default_factory=list)  # checkpoint writes per epoch
     first_step_at: float | None = None  # unix time of the first training step
     best: ckpt.Checkpoint | None = None  # the verified best-on-validation checkpoint (chief)
+    warm_started_from: str | None = None  # the export training started from (a warm start)
 
 
 def setup_determinism(config: PipelineConfig) -> None:
@@ -75,15 +77,20 @@ def train(
     resume: ckpt.Checkpoint | None = None,
     on_epoch: EpochHook | None = None,
     word_vectors: np.ndarray | None = None,
+    warm: WarmStart | None = None,
+    progress: Callable[[str], None] = log.info,
 ) -> TrainResult:
-    """Train from scratch (the embedding initialised with `word_vectors` if given), or continue
-    from `resume` exactly where it stopped."""
+    """Train from scratch (the embedding initialised with `word_vectors` if given), or from
+    the weights of `warm`'s model for `warm.epochs` epochs, or continue from `resume` exactly
+    where it stopped (a warm-started run keeps its epoch count). `progress` is told what a warm
+    start carried over."""
     import keras
 
     from tasks.training import dataset
     from tasks.training.callback import CheckpointCallback
     from tasks.training.layers import load_model
     from tasks.training.model import build_model, ngram_table, set_ngram_ratios
+    from tasks.training.warm import transfer_weights
 
     t0 = time.perf_counter()
     # First: a multi-worker strategy configures collective ops before TF is otherwise used.
@@ -92,6 +99,7 @@ def train(
     setup_determinism(config)
     train_split, val_split = load_training_splits(config, data)
     steps = dataset.steps_per_epoch(len(train_split), config.batch_size)
+    epochs = warm.epochs if warm is not None else config.epochs
     # Variables (weights, optimizer, dropout generators) are created, or loaded, as the
     # strategy's distributed variables; a checkpoint holds plain values, so a run resumes under
     # any strategy or worker count.
@@ -100,9 +108,25 @@ def train(
             table = None
             if config.ngram_order and config.ngram_min_count:
                 table = ngram_table(config, dataset.make_eval_dataset(train_split))
-            model = build_model(config, steps, word_vectors, table)
+            model = build_model(config, steps, word_vectors, table, epochs)
             if config.ngram_order:
                 set_ngram_ratios(model, dataset.make_eval_dataset(train_split))
+            if warm is not None:
+                warm.check()
+                moved = transfer_weights(
+                    model,
+                    load_model(warm.model, compile=False),
+                    warm.vocabulary.read_text(encoding="utf-8").splitlines(),
+                    data.vocabulary(),
+                    config.vocab_size,
+                    config.ngram_order,
+                )
+                progress(
+                    f"warm start from {warm.model.parent.name} for {epochs} epoch(s): "
+                    f"{moved['words']:,} words and {moved['ngrams']:,} n-grams carried over; "
+                    f"{moved['words_new']:,} words and {moved['ngrams_new']:,} n-grams new, "
+                    "starting as in a fresh model"
+                )
             tracker = Tracker()
         else:
             model = load_model(resume.model_path)
@@ -124,15 +148,15 @@ def train(
         )
     initial_epoch = tracker.epoch
     callback = CheckpointCallback(
-        config, run_dir, data.fingerprint, tracker, chief=chief, on_epoch=on_epoch
+        config, run_dir, data.fingerprint, tracker, chief=chief, on_epoch=on_epoch, epochs=epochs
     )
-    if initial_epoch < config.epochs and not tracker.stopped_early:
+    if initial_epoch < epochs and not tracker.stopped_early:
         train_ds = dataset.make_dataset(
             train_split,
             config.batch_size,
             config.seed,
             initial_epoch,
-            config.epochs,
+            epochs,
             pad_end=config.mask_padding,
         )
         val_ds = dataset.make_eval_dataset(val_split, pad_end=config.mask_padding)
@@ -147,7 +171,7 @@ def train(
             )
         model.fit(
             train_ds,
-            epochs=config.epochs,
+            epochs=epochs,
             initial_epoch=initial_epoch,
             steps_per_epoch=steps,
             validation_data=val_ds,
@@ -170,4 +194,5 @@ def train(
         checkpoint_seconds=callback.checkpoint_seconds,
         first_step_at=callback.first_step_at,
         best=ckpt.find_best_checkpoint(run_dir) if chief else None,
+        warm_started_from=warm.model.parent.name if warm is not None else None,
     )

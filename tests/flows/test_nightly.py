@@ -35,8 +35,8 @@ class FirstNight:
     config: PipelineConfig
     summary: dict
 
-    def copy(self, tmp_path: Path, **overrides) -> PipelineConfig:
-        for name in ("data", "art"):
+    def copy(self, tmp_path: Path, folders=("data", "art"), **overrides) -> PipelineConfig:
+        for name in folders:
             shutil.copytree(self.root / name, tmp_path / name, symlinks=True)
         return self.config.model_copy(
             update={"data_dir": tmp_path / "data", "artifacts_dir": tmp_path / "art", **overrides}
@@ -152,8 +152,9 @@ def test_new_reviews_with_bad_rows_train_on_a_new_version_and_quarantine_exactly
     # When the next night runs
     summary = nightly(config, run_id="night-2")
 
-    # Then it trained a challenger on a new data version that records the accepted file
-    assert summary["trained"] is True
+    # Then it trained a challenger on a new data version that records the accepted file, from
+    # scratch: the new reviews are too large a share of the text to keep what the archive taught
+    assert summary["trained"] is True and summary["warm_start"] is False
     assert summary["data_version"] != first_night.summary["data_version"]
     info = read_run_info(config.artifacts_dir / "runs" / "night-2")
     assert info["data_incoming"] == [file_sha256(new_file)]
@@ -280,13 +281,16 @@ def test_a_crash_between_training_and_promotion_is_resumed_with_exactly_one_deci
     assert set(links) == {"night-1"}
 
 
-def test_a_night_with_little_new_text_carries_the_archive_vectors_over_also_when_resumed(
+def test_a_night_with_little_new_text_reuses_the_vectors_and_the_champion_also_when_resumed(
     first_night: FirstNight, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from tasks.training import train
 
-    # Given new reviews that count as a small share, and training that dies at once
-    config = first_night.copy(tmp_path, word_vectors_reuse_share=0.9)
+    # Given a champion trained with these settings (on the archive's data already prepared),
+    # new reviews that count as a small share, and training that dies at once
+    config = first_night.copy(tmp_path, folders=("data",), word_vectors_reuse_share=0.9)
+    first = nightly(config, run_id="night-1")
+    assert first["warm_start"] is False  # no champion yet
     write_jsonl(config.incoming_path / "more.jsonl", good_rows(6, seed=10))
     real_train = train.train
 
@@ -297,14 +301,19 @@ def test_a_night_with_little_new_text_carries_the_archive_vectors_over_also_when
     with pytest.raises(RuntimeError, match="worker lost"):
         nightly(config, run_id="night-2")
 
-    # When the automatic resume trains the run from scratch
+    # When the automatic resume trains the run afresh
     monkeypatch.setattr(train, "train", real_train)
     info = read_run_info(config.artifacts_dir / "runs" / "night-2")
     summary = resume(flow_run_id=info["flow_run_ids"][0], automatic=True)
 
-    # Then the night and its resume both used the archive's vectors, carried over: no vectors
+    # Then the run started from the champion's weights, for the warm start's epochs only
+    champion_dir = config.artifacts_dir / "models" / "night-1"
+    assert info["warm_start"]["model"] == str(champion_dir.resolve() / "model.keras")
+    assert summary["epochs_completed"] == config.warm_start_epochs < config.epochs
+    card = json.loads((Path(summary["model_dir"]) / "model-card.json").read_text())
+    assert card["warm_started_from"] == "night-1"
+    # And the night and its resume both used the archive's vectors, carried over: no vectors
     # were learnt on the new version
-    assert summary["epochs_completed"] == config.epochs
     manifests = [
         json.loads(p.read_text()) for p in (config.data_dir / "pretrained").glob("*/manifest.json")
     ]
