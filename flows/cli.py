@@ -147,6 +147,48 @@ def _run_mlflow_sync(args: argparse.Namespace) -> dict:
     return {"flow": "mlflow-sync", **summary}
 
 
+def _run_champion(args: argparse.Namespace) -> dict:
+    from tasks.serving import moves
+
+    models_dir = args.artifacts_dir.resolve() / "models"
+    if args.action == "show":
+        shown = moves.show(models_dir)
+        since = shown["champion_since"] or {}
+        _say(
+            f"champion {shown['run_id']}: test accuracy {shown['test_accuracy']}, data version "
+            f"{shown['data_version']}, config {shown['config_digest']}; "
+            f"{since.get('event', 'no promotion recorded')} {since.get('time', '')}".rstrip()
+        )
+        return {"flow": "champion", **shown}
+    if args.action == "history":
+        events = moves.history(models_dir)
+        for e in events:
+            details = {k: v for k, v in e.items() if k in ("previous", "reason", "promoted")}
+            _say(f"{e.get('time')}  {e.get('event'):<9}  {e.get('run_id')}  {details or ''}")
+        return {"flow": "champion", "events": events}
+    if args.action == "promote":
+        event = moves.promote(models_dir, args.run_id, args.reason)
+    else:
+        event = moves.rollback(models_dir, args.to, args.reason)
+    _say(f"champion is now {event['run_id']} (was {event['previous']})")
+    return {"flow": "champion", **event, "mlflow": _move_alias(models_dir, args)}
+
+
+def _move_alias(models_dir: Path, args: argparse.Namespace) -> dict | None:
+    """MLflow's champion alias follows the link when tracking is on; a failure is a warning
+    (the link and the registry line are written: `mlflow-sync` moves the alias later)."""
+    uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if not uri:
+        return None
+    from tasks.tracking.mlflow_sync import sync_champion
+
+    try:
+        return sync_champion(models_dir, uri, args.registered_model)
+    except Exception as exc:  # the move itself stands
+        _say(f"warning: MLflow's champion alias not moved ({exc}); run imdb-pipeline mlflow-sync")
+        return {"error": str(exc)}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="imdb-pipeline", description="Prefect-orchestrated IMDB sentiment LSTM pipeline"
@@ -220,6 +262,32 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ml.add_argument("--json", action="store_true", help="print one JSON summary line last")
     ml.set_defaults(run=_run_mlflow_sync)
+
+    ch = sub.add_parser("champion", help="show the champion, its history; promote, roll back")
+    actions = ch.add_subparsers(dest="action", required=True)
+    for name, text in (
+        ("show", "the current champion, its metrics, data version and promotion"),
+        ("history", "every candidate, decision, promotion and rollback, newest first"),
+        ("promote", "make an exported model the champion"),
+        ("rollback", "back to the previous champion (never to one rolled back), or to --to"),
+    ):
+        action = actions.add_parser(name, help=text)
+        action.add_argument("--artifacts-dir", type=Path, default=Path("artifacts"))
+        action.add_argument("--json", action="store_true", help="print one JSON line last")
+        if name in ("promote", "rollback"):
+            action.add_argument("--reason", help="why, recorded in registry.jsonl")
+            action.add_argument(
+                "--tracking-uri", help="MLflow server whose alias follows (MLFLOW_TRACKING_URI)"
+            )
+            action.add_argument(
+                "--registered-model",
+                default=PipelineConfig.model_fields["mlflow_registered_model"].default,
+            )
+        if name == "promote":
+            action.add_argument("run_id", help="the export artifacts/models/<run_id>")
+        if name == "rollback":
+            action.add_argument("--to", help="the export to go back to (default: the previous)")
+        action.set_defaults(run=_run_champion)
     return parser
 
 

@@ -96,6 +96,17 @@ def unchanged_reason(models_dir: Path, data_version: str, config_digest: str) ->
                 f"champion {info.run_id}: nothing new to learn"
             )
     events = registry.read_events(models_dir)
+    for event in events:  # rolled back by hand, and not promoted since: not again
+        same = (event.get("previous_data_version"), event.get("previous_config_digest")) == (
+            data_version,
+            config_digest,
+        )
+        if event["event"] == registry.ROLLBACK and same and not _promoted_after(events, event):
+            return (
+                f"data version {data_version} and config {config_digest} are those of "
+                f"{event['previous']}, rolled back by {event.get('user')}@{event.get('host')} "
+                f"({event.get('reason') or 'no reason given'}): not trained again"
+            )
     decided = {e["run_id"]: e for e in events if e["event"] == registry.DECISION}
     for event in events:
         same = (event.get("data_version"), event.get("config_digest")) == (
@@ -109,6 +120,13 @@ def unchanged_reason(models_dir: Path, data_version: str, config_digest: str) ->
                 "nothing new to learn"
             )
     return None
+
+
+def _promoted_after(events: list[dict], rollback: dict) -> bool:
+    """Whether the model `rollback` removed was made champion again later."""
+    later = events[events.index(rollback) + 1 :]
+    moves = (registry.PROMOTION, registry.ROLLBACK)
+    return any(e["event"] in moves and e["run_id"] == rollback["previous"] for e in later)
 
 
 def warm_start(

@@ -1,8 +1,9 @@
 """The model registry's lineage: artifacts/models/registry.jsonl, append-only.
 
 One JSON object per line: every candidate the nightly trained, every decision about it, every
-promotion. Lines are appended with one `write` on an O_APPEND descriptor and fsynced, so a crash
-leaves at most a torn last line, which readers skip with a warning; nothing is ever rewritten.
+promotion, and every rollback (`tasks/serving/moves.py`). Lines are appended with one
+`write` on an O_APPEND descriptor and fsynced, so a crash leaves at most a torn last line,
+which readers skip with a warning; nothing is ever rewritten.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 REGISTRY = "registry.jsonl"
-CANDIDATE, DECISION, PROMOTION = "candidate", "decision", "promotion"
+CANDIDATE, DECISION, PROMOTION, ROLLBACK = "candidate", "decision", "promotion", "rollback"
 
 log = logging.getLogger(__name__)
 

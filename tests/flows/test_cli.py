@@ -23,6 +23,7 @@ COMMANDS = (
     "predict",
     "score",
     "mlflow-sync",
+    "champion",
 )
 
 

@@ -23,7 +23,7 @@ from flows.cli import main
 from flows.nightly import nightly
 from flows.resume import resume
 from tasks.core.atomic import file_sha256
-from tasks.serving import champion
+from tasks.serving import champion, registry
 from tasks.tracking import mlflow_sync
 from tests.imdb_fixtures import review_text, tiny_config, train_argv
 from tests.mlflow_server import (
@@ -216,6 +216,23 @@ def test_an_outage_loses_nothing_and_the_champion_alias_follows_promotions(
     np.testing.assert_allclose(
         served.predict(tokens, verbose=0), exported.predict(tokens, verbose=0)
     )
+
+    # When the operator rolls back by hand, then the link, the registry and the alias agree
+    by_hand = ["--artifacts-dir", str(art), "--json"]
+    assert main(["champion", "rollback", "--reason", "complaints", *by_hand]) == 0
+    back = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert (back["run_id"], back["previous"], back["mlflow"]["version"]) == (
+        "night-1",
+        "night-2",
+        v1.version,
+    )
+    assert os.readlink(art / "models" / "champion") == "night-1"
+    assert registry.read_events(art / "models")[-1]["event"] == "rollback"
+    assert client.get_registered_model(MODEL).aliases["champion"] == v1.version
+    # And a promotion by hand moves all three again
+    assert main(["champion", "promote", "night-2", *by_hand]) == 0
+    assert os.readlink(art / "models" / "champion") == "night-2"
+    assert client.get_registered_model(MODEL).aliases["champion"] == v2.version
 
 
 def test_a_killed_run_resumed_continues_its_mlflow_run_with_each_epoch_once(
