@@ -151,6 +151,8 @@ def _run_champion(args: argparse.Namespace) -> dict:
     from tasks.serving import moves
 
     models_dir = args.artifacts_dir.resolve() / "models"
+    # Validated as the config's field (a malformed URL stops here, exit 2, before any move).
+    notify_url = load_config(notify_url=getattr(args, "notify_url", None)).notify_url
     if args.action == "show":
         shown = moves.show(models_dir)
         since = shown["champion_since"] or {}
@@ -170,7 +172,20 @@ def _run_champion(args: argparse.Namespace) -> dict:
         event = moves.promote(models_dir, args.run_id, args.reason)
     else:
         event = moves.rollback(models_dir, args.to, args.reason)
-    _say(f"champion is now {event['run_id']} (was {event['previous']})")
+    said = f"champion is now {event['run_id']} (was {event['previous']}), by hand"
+    _say(said)
+    from tasks.core.notify import notify
+
+    kind = "promoted" if args.action == "promote" else "rolled_back"
+    notify(
+        notify_url,
+        kind,
+        said + (f": {args.reason}" if args.reason else ""),
+        flow="champion",
+        run_id=event["run_id"],
+        new_model=event["run_id"],
+        old_model=event["previous"],
+    )
     return {"flow": "champion", **event, "mlflow": _move_alias(models_dir, args)}
 
 
@@ -283,6 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
                 "--registered-model",
                 default=PipelineConfig.model_fields["mlflow_registered_model"].default,
             )
+            action.add_argument("--notify-url", help="alerts go here (default: IMDB_NOTIFY_URL)")
         if name == "promote":
             action.add_argument("run_id", help="the export artifacts/models/<run_id>")
         if name == "rollback":

@@ -17,6 +17,7 @@ from prefect.runtime import flow_run
 from flows.pipeline import finish_run
 from flows.prepare import prepare_data
 from tasks.config import PipelineConfig
+from tasks.core.notify import on_flow_failure
 from tasks.core.runs import create_run
 from tasks.data.processed import ProcessedData
 from tasks.ingest.steps import ingest_incoming
@@ -37,7 +38,7 @@ HELDOUT = "validation"  # the split champion and challenger are compared on
 
 # Named like the pipeline flow: `prefect deployment run 'imdb-pipeline/nightly'`, and the resume
 # triggers that watch `imdb-pipeline` runs cover the nightly too.
-@flow(name="imdb-pipeline", log_prints=True)
+@flow(name="imdb-pipeline", log_prints=True, on_failure=[on_flow_failure])
 def nightly(
     config: PipelineConfig = PipelineConfig(),
     run_id: str | None = None,
@@ -92,6 +93,7 @@ def conclude_night(
             data.split_path(HELDOUT),
             config.promotion_alpha,
             config.promotion_margin,
+            config.notify_url,
         )
         out["champion"] = asdict(decision)
     track_champion(config)  # MLflow's champion alias follows the link (when tracking is on)

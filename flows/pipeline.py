@@ -10,6 +10,7 @@ from prefect.runtime import flow_run
 from flows.prepare import prepare_data
 from tasks.config import PipelineConfig
 from tasks.core.lock import release_run
+from tasks.core.notify import on_flow_failure
 from tasks.core.runs import create_run, update_run_info
 from tasks.data.processed import ProcessedData
 from tasks.evaluation.steps import evaluate_model
@@ -22,7 +23,7 @@ from tasks.training.train import TrainResult
 from tasks.training.warm import WarmStart
 
 
-@flow(name="imdb-pipeline", log_prints=True)
+@flow(name="imdb-pipeline", log_prints=True, on_failure=[on_flow_failure])
 def pipeline(config: PipelineConfig = PipelineConfig(), run_id: str | None = None) -> dict:
     """The whole job on the archive. `run_id` names the run folder (default: a new timestamped
     one). The nightly (flows/nightly.py) adds new data, the champion decision and scoring."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from uuid import UUID
 
 from prefect import flow
 from prefect.logging import get_run_logger
@@ -15,6 +16,7 @@ from flows.pipeline import finish_run
 from flows.prepare import prepare_data
 from tasks.config import PipelineConfig
 from tasks.core.lock import Holder, RunLocked, acquire_run, release_run
+from tasks.core.notify import notify, run_notify_url
 from tasks.core.runs import RunError, begin_resume, find_run, read_run_info, update_run_info
 from tasks.ingest.accepted import accepted_files
 from tasks.training.checkpoint import Checkpoint, find_latest_checkpoint
@@ -43,6 +45,8 @@ def resume(
     if artifacts_dir is None:
         artifacts_dir = artifacts_dir_of(flow_run_id) if flow_run_id else DEFAULT_ARTIFACTS
     run_dir = find_run(artifacts_dir.resolve(), run_id, flow_run_id)
+    if automatic and flow_run_id:
+        report_crash(run_dir, flow_run_id)
     if not take_over(run_dir, automatic, wait_for_writer_s):
         return {"flow": "resume", "run_id": run_dir.name, "status": "running elsewhere"}
     try:
@@ -51,6 +55,31 @@ def resume(
         )
     finally:
         release_run(run_dir)
+
+
+def report_crash(run_dir: Path, flow_run_id: str) -> None:
+    """A SIGKILLed flow run reports nothing itself: the automatic resume that its Crashed event
+    starts sends the run's `failed` alert (a Failed run's own hook has sent it already)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.objects import StateType
+
+    try:
+        with get_client(sync_client=True) as client:
+            state = client.read_flow_run(UUID(flow_run_id)).state
+    except Exception as exc:  # the alert must not stop the resume
+        get_run_logger().warning("state of flow run %s not read (%s): no alert", flow_run_id, exc)
+        return
+    if state is None or state.type != StateType.CRASHED:
+        return
+    notify(
+        run_notify_url(read_run_info(run_dir)),
+        "failed",
+        f"flow run {flow_run_id} crashed ({state.message}); resuming it automatically",
+        flow="imdb-pipeline",
+        run_id=run_dir.name,
+        flow_run_id=flow_run_id,
+        state=state.name,
+    )
 
 
 def take_over(run_dir: Path, automatic: bool, wait_s: float) -> bool:

@@ -293,6 +293,16 @@ class PipelineConfig(BaseModel):
         json_schema_extra=roles(PLACEMENT),
     )
 
+    # Alerts: who hears of a run, not what it computes (not in the digest)
+    notify_url: str | None = Field(
+        default_factory=lambda: os.environ.get("IMDB_NOTIFY_URL") or None,
+        description=(
+            "http(s) URL that gets one JSON POST per event (failed, abandoned, promoted, "
+            "rolled_back); default: the IMDB_NOTIFY_URL environment variable, else none"
+        ),
+        json_schema_extra=roles(PLACEMENT),
+    )
+
     # Checkpoints
     checkpoint_every: int = Field(1, ge=1, description="save a full checkpoint every N epochs")
     keep_checkpoints: int = Field(5, ge=1, description="newest periodic checkpoints kept")
@@ -310,6 +320,18 @@ class PipelineConfig(BaseModel):
             for name, info in cls.model_fields.items()
             if role in ((info.json_schema_extra or {}).get("roles") or ())  # type: ignore[union-attr]
         )
+
+    @field_validator("notify_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        from urllib.parse import urlsplit
+
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"{value!r} is not an http(s) URL with a host")
+        return value
 
     @field_validator("incoming_sources", mode="before")
     @classmethod

@@ -13,6 +13,7 @@ from typing import Any
 from tasks.config import PipelineConfig
 from tasks.core.atomic import atomic_write_text
 from tasks.core.lock import acquire_run
+from tasks.core.notify import notify, run_notify_url
 from tasks.data.processed import ProcessedData
 
 RUN_FILE = "run.json"
@@ -104,11 +105,20 @@ def begin_resume(
         attempts = int(info.get("automatic_resumes", 0)) + 1
         if attempts > max_automatic_resumes:
             update_run_info(run_dir, status="abandoned")
-            raise RunError(
+            why = (
                 f"run {run_dir.name} was resumed automatically {attempts - 1} times "
                 f"(limit {max_automatic_resumes}); leaving it failed. Resume it by hand with "
                 f"`imdb-pipeline resume --run-id {run_dir.name}` once the cause is fixed"
             )
+            notify(
+                run_notify_url(info),
+                "abandoned",
+                why,
+                flow="resume",
+                run_id=run_dir.name,
+                flow_run_id=flow_run_id,
+            )
+            raise RunError(why)
         changes["automatic_resumes"] = attempts
     return update_run_info(
         run_dir,

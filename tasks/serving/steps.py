@@ -9,9 +9,11 @@ from pathlib import Path
 from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.logging import get_run_logger
+from prefect.runtime import flow_run
 
 from tasks.config import PipelineConfig
 from tasks.core import runs
+from tasks.core.notify import notify
 from tasks.data.processed import ProcessedData
 from tasks.pretraining.word2vec import reusable_base
 from tasks.serving import champion, export, score
@@ -43,11 +45,28 @@ def export_model(
 
 @task(name="promote_model")
 def promote_model(
-    models_dir: Path, model_dir: Path, heldout_parquet: Path, alpha: float, margin: float
+    models_dir: Path,
+    model_dir: Path,
+    heldout_parquet: Path,
+    alpha: float,
+    margin: float,
+    notify_url: str | None = None,
 ) -> champion.Decision:
     """Promote the new model only if it is really better (see `champion.promote`); the decision
-    is recorded once in the registry and published as an artifact."""
+    is recorded once in the registry and published as an artifact, and a promotion is an alert
+    to `notify_url`."""
     decision = champion.promote(models_dir, model_dir, heldout_parquet, alpha, margin)
+    if decision.promoted:
+        notify(
+            notify_url,
+            "promoted",
+            f"{decision.challenger} is the champion (was {decision.champion}): {decision.reason}",
+            flow="nightly",
+            run_id=decision.challenger,
+            flow_run_id=flow_run.get_id(),
+            new_model=decision.challenger,
+            old_model=decision.champion,
+        )
     old = (
         f"`{decision.champion}`: {decision.champion_accuracy:.4f} (data `{decision.champion_data}`)"
         if decision.champion

@@ -21,6 +21,7 @@ from tasks.config import PipelineConfig
 from tasks.core.atomic import file_sha256
 from tasks.core.runs import read_run_info
 from tasks.serving import champion, registry
+from tests.alert_receiver import Receiver
 from tests.imdb_fixtures import review_text, tiny_config
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
@@ -236,11 +237,17 @@ def test_a_challenger_worse_than_the_champion_is_not_promoted(
 
 @pytest.mark.parametrize("crash_in", ["correct_on", "switch_champion"])
 def test_a_crash_between_training_and_promotion_is_resumed_with_exactly_one_decision(
-    first_night: FirstNight, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, crash_in: str
+    first_night: FirstNight,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    crash_in: str,
+    request: pytest.FixtureRequest,
 ) -> None:
-    # Given new data, two models equally good on the held-out rows (the newer data wins), and a
-    # crash at `crash_in`: while scoring for the decision, or after recording it
-    config = first_night.copy(tmp_path)
+    # Given new data, two models equally good on the held-out rows (the newer data wins), a
+    # crash at `crash_in` (while scoring for the decision, or after recording it), and alerts
+    receiver = Receiver()
+    request.addfinalizer(receiver.stop)
+    config = first_night.copy(tmp_path, notify_url=receiver.url)
     write_jsonl(config.incoming_path / "more.jsonl", good_rows(30, seed=9))
     models = config.artifacts_dir / "models"
     links: list[str | None] = []
@@ -279,6 +286,15 @@ def test_a_crash_between_training_and_promotion_is_resumed_with_exactly_one_deci
     assert champion.current_champion(models) == (models / "night-2").resolve()
     # And the link named a model at every step: night-1 until the switch
     assert set(links) == {"night-1"}
+    # And the operator heard of the failure, then of the promotion
+    failed, promoted = receiver.received()
+    assert (failed["event"], failed["run_id"]) == ("failed", "night-2")
+    assert f"worker lost in {crash_in}" in failed["message"]
+    assert (promoted["event"], promoted["new_model"], promoted["old_model"]) == (
+        "promoted",
+        "night-2",
+        "night-1",
+    )
 
 
 def test_a_night_with_little_new_text_reuses_the_vectors_and_the_champion_also_when_resumed(
