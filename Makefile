@@ -13,21 +13,25 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 PREFECT_PORT ?= 4200
 POOL := imdb-process
 
-.PHONY: install install-gpu run prepare resume test test-fast lint bench server worker deploy clean
+.PHONY: install lock install-gpu run prepare resume test test-fast lint bench server worker deploy clean
 
-$(STAMP): pyproject.toml
+LOCK := requirements/dev.lock
+
+# Exactly the versions (and hashes) of $(LOCK), then this project itself without resolving again.
+$(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
 	@# uv (from PyPI) installs the same packages as pip, several times faster (parallel
 	@# downloads, a cache); plain pip where uv cannot be had.
 	@set -e; uv=$$(command -v uv || true); \
 	if [ -z "$$uv" ] && $(BIN)/python -m pip install --quiet uv; then uv=$(BIN)/uv; fi; \
 	if [ -n "$$uv" ]; then \
-	  echo "installing with $$uv"; \
-	  "$$uv" pip install --quiet --python $(BIN)/python -e '.[dev]'; \
+	  echo "installing $(LOCK) with $$uv"; \
+	  "$$uv" pip install --quiet --python $(BIN)/python --require-hashes -r $(LOCK); \
+	  "$$uv" pip install --quiet --python $(BIN)/python --no-deps -e .; \
 	else \
-	  echo "uv unavailable: installing with pip"; \
-	  $(BIN)/python -m pip install --quiet --upgrade pip; \
-	  $(BIN)/python -m pip install --quiet -e '.[dev]'; \
+	  echo "uv unavailable: installing $(LOCK) with pip"; \
+	  $(BIN)/python -m pip install --quiet --require-hashes -r $(LOCK); \
+	  $(BIN)/python -m pip install --quiet --no-deps -e .; \
 	fi; \
 	: "The MLflow tracking server the tests start is a service apart, in its own environment"; \
 	: "(the full mlflow package; the pipeline itself needs only the mlflow-skinny client)."; \
@@ -41,6 +45,15 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+## Resolve pyproject.toml's ranges again into the locks (exact versions and hashes, every
+## platform); commit the result. default.lock: the package alone; dev.lock: with [dev].
+lock:
+	@uv=$$(command -v uv || echo $(BIN)/uv); \
+	"$$uv" pip compile pyproject.toml --universal --python-version 3.11 --generate-hashes \
+	  --quiet -o requirements/default.lock && \
+	"$$uv" pip compile pyproject.toml --universal --python-version 3.11 --generate-hashes \
+	  --extra dev --quiet -o requirements/dev.lock
 
 ## GPU: swap the CPU wheel for tensorflow[and-cuda] (both provide the `tensorflow` module).
 install-gpu: install

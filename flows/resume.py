@@ -15,6 +15,7 @@ from flows.nightly import conclude_night
 from flows.pipeline import finish_run
 from flows.prepare import prepare_data
 from tasks.config import PipelineConfig
+from tasks.core import environment
 from tasks.core.lock import Holder, RunLocked, acquire_run, release_run
 from tasks.core.notify import notify, run_notify_url
 from tasks.core.runs import RunError, begin_resume, find_run, read_run_info, update_run_info
@@ -156,6 +157,7 @@ def _resume(
     if completed:
         summary = {"run_id": run_dir.name, "run_dir": str(run_dir), "model_dir": info["model_dir"]}
     else:
+        warn_if_environment_changed(run_dir.name, info)
         warm = WarmStart.from_record(info.get(WARM_RECORD))  # a warm start keeps its start
         log_resume_point(run_dir, warm.epochs if warm else config.epochs, latest)
         # A night's run restarted before its first checkpoint carries the archive's word
@@ -166,6 +168,19 @@ def _resume(
         model_dir = Path(summary["model_dir"])
         summary.update(conclude_night(config, data, model_dir, info["nightly"].get("keep_runs")))
     return {**summary, "flow": "resume", "resumed_from_epoch": start}
+
+
+def warn_if_environment_changed(run_id: str, info: dict) -> None:
+    """A resume under other package versions, lock, code or platform continues the run, but the
+    result may differ from an uninterrupted run's: say what differs."""
+    changed = environment.differences(info.get("environment"), environment.describe())
+    if changed:
+        get_run_logger().warning(
+            "run %s continues in another environment than it started in (%s): the resumed "
+            "run is no longer bit-identical to an uninterrupted one",
+            run_id,
+            "; ".join(changed),
+        )
 
 
 def log_resume_point(run_dir: Path, epochs: int, latest: Checkpoint | None) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from tasks.config import PipelineConfig
+from tasks.core import environment
 from tasks.core.atomic import atomic_write_text
 from tasks.core.lock import acquire_run
 from tasks.core.notify import notify, run_notify_url
@@ -63,6 +64,7 @@ def create_run(
             "resumes": [],
             "pid": os.getpid(),
             "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "environment": environment.describe(),
             **extra,
         },
     )

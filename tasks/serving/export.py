@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from tasks.config import PipelineConfig
+from tasks.core import environment
 from tasks.core.atomic import atomic_dir
 from tasks.data import text
 from tasks.data.processed import ProcessedData
@@ -79,10 +80,19 @@ def export(
             "config_digest": config.digest(),
             "config": config.model_dump(mode="json"),
             "test_metrics": metrics,
+            "environment": environment.describe(),
         }
         (tmp / CARD_JSON).write_text(json.dumps(card, indent=2))
         (tmp / CARD_FILE).write_text(model_card(card))
     return dest
+
+
+def _environment(env: dict[str, Any]) -> str:
+    packages = ", ".join(f"{k} {v}" for k, v in (env.get("packages") or {}).items())
+    return (
+        f"Python {env.get('python')} on {env.get('platform')}; {packages}; lock sha256 "
+        f"`{env.get('lock_sha256')}`; code commit `{env.get('git_commit')}`."
+    )
 
 
 def _start(card: dict[str, Any]) -> str:
@@ -131,6 +141,9 @@ them by name), or call `tasks.training.layers.load_model`, which does both.
 Tokenised data fingerprint `{card["data_fingerprint"]}` (the archive plus
 {len(card.get("data_incoming", ()))} accepted incoming files); config digest
 `{card.get("config_digest")}`. {_start(card)}
+
+## Environment
+{_environment(card.get("environment") or {})}
 
 ## Configuration
 | field | value |

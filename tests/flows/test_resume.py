@@ -80,6 +80,7 @@ def test_resume_without_a_checkpoint_picks_the_newest_unfinished_run_and_trains_
     assert summary["epochs_completed"] == 2
     assert [c["epoch"] for c in checkpoint_manifests(fresh)] == [1, 2]
     assert "has no valid checkpoint yet: training starts at epoch 0" in caplog.text
+    assert "another environment" not in caplog.text  # the same packages, lock and commit
     # And evaluated and exported it, and recorded the resume in run.json
     assert Path(summary["model_dir"]) == art.resolve() / "models" / "fresh"
     assert (Path(summary["model_dir"]) / "model.keras").is_file()
@@ -95,16 +96,26 @@ def test_resume_without_a_checkpoint_picks_the_newest_unfinished_run_and_trains_
 
 
 def test_resume_of_a_run_that_finished_training_only_evaluates_and_exports(
-    finished: Finished, tmp_path: Path
+    finished: Finished, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    # Given the run failed after its last epoch was checkpointed, before its export
+    # Given the run failed after its last epoch was checkpointed, before its export, and it
+    # started under another Keras and another commit
     art = finished.copy(tmp_path)
     run_dir = art / "runs" / "done"
     manifests = checkpoint_manifests(run_dir)
     history = (run_dir / "history.csv").read_text()
+    env = read_run_info(run_dir)["environment"]
+    started = {**env, "git_commit": "0" * 40, "packages": {**env["packages"], "keras": "3.0.0"}}
+    update_run_info(run_dir, environment=started)
 
     # When it is resumed by id
-    summary = resume(run_id="done", artifacts_dir=art)
+    with caplog.at_level(logging.WARNING):
+        summary = resume(run_id="done", artifacts_dir=art)
+
+    # Then a warning names what differs: the run is no longer bit-identical
+    (warning,) = [r.getMessage() for r in caplog.records if "another environment" in r.getMessage()]
+    assert f"keras 3.0.0 -> {env['packages']['keras']}" in warning
+    assert f"git_commit {'0' * 40} -> {env['git_commit']}" in warning
 
     # Then no epoch was trained again: same checkpoints, same history
     assert summary["resumed_from_epoch"] == 2
@@ -117,6 +128,9 @@ def test_resume_of_a_run_that_finished_training_only_evaluates_and_exports(
     model_dir = art.resolve() / "models" / "done"
     assert summary["model_dir"] == str(model_dir)
     assert (model_dir / "sentiment-lstm.h5").is_file()
+    card = json.loads((model_dir / "model-card.json").read_text())
+    assert card["environment"]["packages"] == env["packages"]  # the exporting process's
+    assert "## Environment" in (model_dir / "model-card.md").read_text()
     info = read_run_info(run_dir)
     assert info["status"] == "completed"
     assert info["model_dir"] == str(model_dir)

@@ -1,0 +1,82 @@
+"""What a run was computed with: Python, the packages that shape its numbers, the lock file,
+the code commit and the platform. Recorded in run.json and every model card; a resume under a
+different environment is warned about (it is then no longer bit-identical)."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import platform
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+LOCK_FILE = ROOT / "requirements" / "dev.lock"  # what `make install` installs
+# The packages whose versions change results or their reading back (either TF wheel).
+PACKAGES = (
+    "tensorflow-cpu",
+    "tensorflow",
+    "keras",
+    "prefect",
+    "pandas",
+    "pyarrow",
+    "gensim",
+    "numpy",
+    "pydantic",
+)
+
+
+def _version(name: str) -> str | None:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _git_commit(root: Path) -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None  # no git, or not a checkout (an installed wheel)
+    return out.stdout.strip() or None
+
+
+def describe(lock_file: Path = LOCK_FILE, root: Path = ROOT) -> dict[str, Any]:
+    """This process's environment, as run.json and the model card record it."""
+    packages = {name: v for name in PACKAGES if (v := _version(name)) is not None}
+    try:
+        lock_sha256 = hashlib.sha256(lock_file.read_bytes()).hexdigest()
+    except OSError:
+        lock_sha256 = None
+    return {
+        "python": platform.python_version(),
+        "packages": packages,
+        "lock_sha256": lock_sha256,
+        "git_commit": _git_commit(root),
+        "platform": platform.platform(),
+        "executable": sys.executable,
+    }
+
+
+def differences(recorded: dict[str, Any] | None, current: dict[str, Any]) -> list[str]:
+    """What changed from `recorded` to `current`, one phrase each (none for a run recorded
+    before environments were; the interpreter's path is not a difference)."""
+    if not recorded:
+        return []
+    found = []
+    for key in ("python", "lock_sha256", "git_commit", "platform"):
+        if recorded.get(key) != current.get(key):
+            found.append(f"{key} {recorded.get(key)} -> {current.get(key)}")
+    old, new = recorded.get("packages") or {}, current.get("packages") or {}
+    for name in sorted(set(old) | set(new)):
+        if old.get(name) != new.get(name):
+            found.append(f"{name} {old.get(name)} -> {new.get(name)}")
+    return found
