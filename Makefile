@@ -77,21 +77,26 @@ prepare: install
 ## mostly wait on servers and child processes). PYTEST_WORKERS=0 runs it in this process.
 ## Under CI (CI=true) or with IMDB_TEST_POSTGRES=1 it runs inside scripts/test-postgres.sh,
 ## which adds the deployment test on PostgreSQL (tests/flows/test_deployments_postgres.py).
+## test-fast has no long waits on servers: PYTEST_FAST_WORKERS (2, one per core) is about 30 %
+## fewer CPU-seconds than 4 (each worker imports TensorFlow and starts a Prefect test server).
 PYTEST_WORKERS ?= 4
-PYTEST := $(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder
+PYTEST_FAST_WORKERS ?= 2
+PYTEST := $(BIN)/python -m pytest --dist loadfile --no-loadscope-reorder
 
 test: install
 	$(BIN)/ruff check flows tasks tests benchmarks
+	bash scripts/ensure-chromium.sh
 	@if [ "$${CI:-}" = "true" ] || [ -n "$${IMDB_TEST_POSTGRES:-}" ]; then \
-	  bash scripts/test-postgres.sh -- $(PYTEST); \
+	  bash scripts/test-postgres.sh -- $(PYTEST) -n $(PYTEST_WORKERS); \
 	else \
-	  $(PYTEST); \
+	  $(PYTEST) -n $(PYTEST_WORKERS); \
 	fi
 
 ## Leaves out the tests marked slow: the real archive, and the end-to-end runs of real
 ## servers and child processes (deployments, MLflow, kills and resumes, distributed training).
 test-fast: install
-	$(PYTEST) -m "not slow"
+	bash scripts/ensure-chromium.sh
+	$(PYTEST) -n $(PYTEST_FAST_WORKERS) -m "not slow"
 
 lint: install
 	$(BIN)/ruff check flows tasks tests benchmarks

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 import types
@@ -55,6 +56,42 @@ def add_config_flags(parser: argparse.ArgumentParser, fields: Sequence[str]) -> 
 
 def config_from_args(args: argparse.Namespace, fields: Sequence[str]) -> PipelineConfig:
     return load_config(args.config, **{name: getattr(args, name) for name in fields})
+
+
+# A user's mistake (a bad archive or checksum, an invalid setting, a run that cannot be resumed,
+# an unreadable incoming file) is a one-line message: Prefect's logs of it keep the message and
+# drop the traceback, which would otherwise print once per task and again for the flow.
+USER_ERRORS = frozenset(
+    {
+        "tasks.config.ConfigError",
+        "tasks.data.archive.ArchiveError",
+        "tasks.data.reviews.DataError",
+        "tasks.data.download.FetchError",
+        "tasks.ingest.read.IncomingFileError",
+        "tasks.core.runs.RunError",
+        "tasks.core.lock.RunLocked",
+        "tasks.serving.moves.ChampionError",
+    }
+)
+
+
+def _without_user_error_tracebacks() -> None:
+    """Log records of Prefect's loggers lose the traceback of a USER_ERRORS exception."""
+    make_record = logging.getLogRecordFactory()
+    if getattr(make_record, "quiet_user_errors", False):  # installed already (tests call main)
+        return
+
+    def record(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        rec = make_record(*args, **kwargs)
+        exc = rec.exc_info[1] if rec.exc_info else None
+        kind = type(exc)
+        named = f"{kind.__module__}.{kind.__qualname__}"
+        if exc is not None and named in USER_ERRORS and rec.name.startswith("prefect"):
+            rec.exc_info, rec.exc_text = None, None
+        return rec
+
+    record.quiet_user_errors = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(record)
 
 
 def _say(line: str) -> None:
@@ -311,6 +348,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     run: Callable[[argparse.Namespace], dict | None] = args.run
+    _without_user_error_tracebacks()
     try:
         summary = run(args)
     except ConfigError as exc:

@@ -20,6 +20,7 @@ from tasks.config import PipelineConfig
 from tasks.core.notify import on_flow_failure
 from tasks.core.runs import create_run
 from tasks.data.processed import ProcessedData
+from tasks.evaluation.steps import report_run
 from tasks.ingest.steps import ingest_incoming
 from tasks.ingest.validate import reference_keys
 from tasks.serving.champion import current_champion
@@ -73,16 +74,21 @@ def nightly(
         trained = finish_run(config, data, run_dir, base=base, warm=warm)
         summary.update(trained, flow="nightly", trained=True, warm_start=warm is not None)
         model_dir = Path(summary["model_dir"])
-    summary.update(conclude_night(config, data, model_dir, keep_runs))
+    summary.update(conclude_night(config, data, model_dir, keep_runs, summary["incoming"]))
     return summary
 
 
 def conclude_night(
-    config: PipelineConfig, data: ProcessedData, model_dir: Path | None, keep_runs: int | None
+    config: PipelineConfig,
+    data: ProcessedData,
+    model_dir: Path | None,
+    keep_runs: int | None,
+    incoming: list[dict] | None = None,
 ) -> dict:
     """The night's end, also run by a resume of a nightly's run: decide about the new model
-    (once: a decision already recorded is reused), score the waiting reviews with the champion
-    this leaves, prune old runs."""
+    (once: a decision already recorded is reused) and add it to the run's report (with the
+    night's `incoming` files, when known), score the waiting reviews with the champion this
+    leaves, prune old runs."""
     artifacts_dir = config.artifacts_dir.resolve()
     models_dir = artifacts_dir / "models"
     out: dict = {}
@@ -96,6 +102,8 @@ def conclude_night(
             config.notify_url,
         )
         out["champion"] = asdict(decision)
+        run_dir = artifacts_dir / "runs" / model_dir.name
+        report_run(run_dir, model_dir, decision=out["champion"], incoming=incoming)
     track_champion(config)  # MLflow's champion alias follows the link (when tracking is on)
     champion = current_champion(models_dir)
     out["champion_model"] = str(champion) if champion else None

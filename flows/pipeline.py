@@ -13,7 +13,7 @@ from tasks.core.lock import release_run
 from tasks.core.notify import on_flow_failure
 from tasks.core.runs import create_run, update_run_info
 from tasks.data.processed import ProcessedData
-from tasks.evaluation.steps import evaluate_model
+from tasks.evaluation.steps import evaluate_model, report_run
 from tasks.pretraining.steps import pretrain_word_vectors
 from tasks.serving.steps import export_model
 from tasks.tracking.steps import track_run
@@ -48,6 +48,7 @@ def finish_run(
         result: TrainResult = train_model(config, data, run_dir, latest, vectors, warm)
         metrics = evaluate_model(config, data, result)
         model_dir = export_model(config, data, result, metrics)
+        report_run(run_dir, model_dir)
     except BaseException:
         update_run_info(run_dir, status="failed")
         release_run(run_dir)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import signal
@@ -46,6 +47,18 @@ class LocalPrefect:
         if check and out.returncode != 0:
             raise AssertionError(f"prefect {' '.join(args)} failed:\n{out.stdout}\n{out.stderr}")
         return out.stdout + out.stderr
+
+    def api(self, path: str, body: dict | None = None) -> object:
+        """The server's REST API read directly (no `prefect` process to start): GET `path`, or
+        POST `body` as JSON to it (the `/filter` endpoints); the decoded JSON answer."""
+        request = urllib.request.Request(
+            self.env["PREFECT_API_URL"] + path,
+            data=None if body is None else json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+            method="GET" if body is None else "POST",
+        )
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return json.loads(answer.read())
 
     def start(self, name: str, *args: str) -> subprocess.Popen:
         # Own session: stopping it by PID also stops whatever it started; default SIGINT

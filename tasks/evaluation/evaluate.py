@@ -38,7 +38,27 @@ def binary_metrics(y_true: np.ndarray, prob: np.ndarray) -> dict[str, Any]:
         "f1": f1,
         "roc_auc": roc_auc(y, prob),
         "confusion_matrix": {"tn": tn, "fp": fp, "fn": fn, "tp": tp},
+        "calibration": calibration(y, prob),
     }
+
+
+def calibration(y: np.ndarray, prob: np.ndarray, bins: int = 10) -> list[dict[str, float]]:
+    """Reliability table: for each probability bin with reviews in it, the mean predicted
+    probability and the share of positive reviews."""
+    index = np.minimum((np.asarray(prob) * bins).astype(np.int64), bins - 1)
+    rows = []
+    for b in range(bins):
+        inside = index == b
+        if inside.any():
+            rows.append(
+                {
+                    "bin": f"{b / bins:.1f}-{(b + 1) / bins:.1f}",
+                    "reviews": int(inside.sum()),
+                    "mean_probability": float(np.mean(prob[inside])),
+                    "positive_share": float(np.mean(y[inside])),
+                }
+            )
+    return rows
 
 
 def roc_auc(y: np.ndarray, score: np.ndarray) -> float:
@@ -85,7 +105,7 @@ def write_metrics(path: Path, metrics: dict[str, Any]) -> Path:
 
 
 def plot_report(run_dir: Path, history: list[dict[str, float]], metrics: dict[str, Any]) -> None:
-    """training-curves.png and confusion-matrix.png in the run folder."""
+    """training-curves.png, confusion-matrix.png and calibration.png in the run folder."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -117,4 +137,21 @@ def plot_report(run_dir: Path, history: list[dict[str, float]], metrics: dict[st
     ax.set_title(f"test accuracy {metrics['accuracy']:.4f}")
     fig.tight_layout()
     atomic_write(run_dir / "confusion-matrix.png", lambda p: fig.savefig(p, format="png"))
+    plt.close(fig)
+
+    table = metrics.get("calibration") or []
+    fig, ax = plt.subplots(figsize=(4, 4))
+    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfectly calibrated")
+    ax.plot(
+        [r["mean_probability"] for r in table],
+        [r["positive_share"] for r in table],
+        marker="o",
+        label="model",
+    )
+    ax.set_xlabel("predicted probability of positive")
+    ax.set_ylabel("share of positive reviews")
+    ax.set_title("calibration (test)")
+    ax.legend()
+    fig.tight_layout()
+    atomic_write(run_dir / "calibration.png", lambda p: fig.savefig(p, format="png"))
     plt.close(fig)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.logging import get_run_logger
 
 from tasks.config import PipelineConfig
 from tasks.data.processed import ProcessedData
-from tasks.evaluation import evaluate
+from tasks.evaluation import evaluate, report
 from tasks.training.train import TrainResult
 
 
@@ -46,3 +50,29 @@ def _publish_metrics(run_id: str, metrics: dict) -> None:
             f"| neg | {cm['tn']:,} | {cm['fp']:,} |\n| pos | {cm['fn']:,} | {cm['tp']:,} |\n"
         ),
     )
+
+
+@task(name="report_run")
+def report_run(
+    run_dir: Path,
+    model_dir: Path | None = None,
+    decision: dict[str, Any] | None = None,
+    incoming: list[dict[str, Any]] | None = None,
+) -> Path | None:
+    """report.html in the run folder and its export, published as an artifact. A report that
+    cannot be drawn is a warning: the run still completes."""
+    logger = get_run_logger()
+    copies = (model_dir,) if model_dir is not None else ()
+    try:
+        path = report.write_report(run_dir, copies, decision=decision, incoming=incoming)
+    except Exception as exc:  # a report is for reading: it never fails the run
+        logger.warning("report.html not written: %s", exc)
+        return None
+    create_markdown_artifact(
+        key="run-report",
+        markdown=f"## Report of run `{run_dir.name}`\n\nOpen `{path}` in a browser"
+        + (f" (a copy: `{model_dir / report.REPORT_FILE}`)." if model_dir else "."),
+        description="The run's one-page HTML report",
+    )
+    logger.info("report: %s", path)
+    return path

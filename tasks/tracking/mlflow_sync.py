@@ -39,7 +39,13 @@ REGISTERED_MODEL = "imdb-sentiment"
 CHAMPION_ALIAS = "champion"
 MODEL_NAME = "model"  # the logged model's name within its run
 TAG = "imdb."  # prefix of this project's run tags
-RUN_ARTIFACTS = ("metrics.json", "training-curves.png", "confusion-matrix.png")
+RUN_ARTIFACTS = (
+    "metrics.json",
+    "training-curves.png",
+    "confusion-matrix.png",
+    "calibration.png",
+    "report.html",
+)
 CARD_ARTIFACTS = ("model-card.md", "model-card.json")  # logged under model-card/
 # run.json's status -> the MLflow run's status
 STATUS = {"running": "RUNNING", "completed": "FINISHED", "failed": "FAILED", "abandoned": "KILLED"}

@@ -170,3 +170,31 @@ def test_cli_train_rejects_an_invalid_config_before_doing_anything(
     assert out == ""
     assert not (tmp_path / "art").exists()
     assert not (tmp_path / "data").exists()
+
+
+def test_prefect_logs_a_users_mistake_without_its_traceback() -> None:
+    import logging
+    import sys
+
+    from flows import cli
+    from tasks.data.reviews import DataError
+
+    def logged(logger: str, exc: Exception) -> logging.LogRecord:
+        try:
+            raise exc
+        except Exception:
+            info = sys.exc_info()
+        return logging.getLogRecordFactory()(logger, logging.ERROR, "x", 1, "failed", (), info)
+
+    # Given the command line's log records
+    before = logging.getLogRecordFactory()
+    cli._without_user_error_tracebacks()
+    try:
+        # When Prefect logs a bad archive, then the message stays and the traceback goes
+        record = logged("prefect.task_runs", DataError("archive is truncated"))
+        assert record.exc_info is None and record.getMessage() == "failed"
+        # And a bug keeps its traceback, as does any other logger's record of a mistake
+        assert logged("prefect.flow_runs", KeyError("bug")).exc_info is not None
+        assert logged("tasks.data", DataError("archive is truncated")).exc_info is not None
+    finally:
+        logging.setLogRecordFactory(before)

@@ -1,13 +1,18 @@
 """End to end through a real Prefect server: the conventional `prefect deploy --all`, a nightly
 that trains and one that skips, a run crashed and resumed automatically, and the same with its
-worker dead too; prints both crash -> resume-start latencies."""
+worker dead too; prints both crash -> resume-start latencies.
+
+The dead-worker case comes first: its resume waits for the heartbeat automation's 90 s window,
+and the two nightlies run in that window instead of after it."""
 
 from __future__ import annotations
 
 import json
 import os
 import signal
+import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -65,7 +70,10 @@ def deploy_run_crash_and_automatic_resume(tmp_path: Path, database_url: str | No
     # While this file exists, training holds after each epoch's checkpoint (HOLD_FILE_ENV): the
     # run is killed at a known epoch, on an event, however fast or loaded the machine is.
     hold = tmp_path / "hold-training"
-    with local_prefect(tmp_path / "prefect", {HOLD_FILE_ENV: str(hold)}, database_url) as prefect:
+    # The server's scheduler is off: the nightly's 02:00 (Europe/Berlin) schedule would otherwise
+    # start a nightly of its own when the test runs at that hour, which cancels the test's.
+    env = {HOLD_FILE_ENV: str(hold), "PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED": "false"}
+    with local_prefect(tmp_path / "prefect", env, database_url) as prefect:
         # Given: the pool, the deployments and automations of prefect.yaml, and a worker
         prefect.cli("work-pool", "create", "imdb-process", "--type", "process")
         # deployed the conventional way: `prefect deploy --all` from the project root, no
@@ -73,17 +81,25 @@ def deploy_run_crash_and_automatic_resume(tmp_path: Path, database_url: str | No
         assert "IMDB_PIPELINE_ROOT" not in prefect.env
         out = prefect.cli("deploy", "--all")
         assert "imdb-pipeline/nightly" in out and "resume/resume" in out and "score/score" in out
-        inspected = prefect.cli("deployment", "inspect", "imdb-pipeline/nightly")
-        assert "set_working_directory" in inspected and str(ROOT) in inspected, inspected
+        deployed = prefect.api("/deployments/name/imdb-pipeline/nightly")
+        assert deployed["pull_steps"] == [
+            {"prefect.deployments.steps.set_working_directory": {"directory": str(ROOT)}}
+        ], deployed["pull_steps"]
+        assert [s["schedule"].get("cron") for s in deployed["schedules"]] == ["0 2 * * *"]
         prefect.cli("automation", "create", "--from-file", "automations/crashed-runs.yaml")
-        automations = prefect.cli("automation", "ls")
-        assert "imdb-mark-silent-runs-crashed" in automations
+        automations = prefect.api("/automations/filter", {})
+        assert "imdb-mark-silent-runs-crashed" in [a["name"] for a in automations]
         prefect.start("worker", "worker", "start", "--pool", "imdb-process")
 
         def logs() -> str:
             return prefect.log("worker")[-6000:]
 
-        # When: the nightly deployment runs, as its schedule would, on fresh folders
+        # When: a pipeline run SIGKILLed with its worker while it holds after its first
+        # checkpoint (nothing reports the crash until the heartbeat automation does), and a
+        # worker started again
+        worker_died = _crash(prefect, small, tmp_path / "third", hold, logs, kill_worker=True)
+
+        # And meanwhile, the nightly deployment runs, as its schedule would, on fresh folders
         first = tmp_path / "first"
         nightly = ("deployment", "run", "imdb-pipeline/nightly", "--params")
         watch = ("--watch", "--watch-timeout", "300")
@@ -112,26 +128,82 @@ def deploy_run_crash_and_automatic_resume(tmp_path: Path, database_url: str | No
         assert (models / "registry.jsonl").read_text().splitlines() == lineage
         print(f"skipped nightly through the server: {skip_seconds:.1f} s")
 
-        # When / then: a pipeline run SIGKILLed while it holds after its first checkpoint is
-        # resumed automatically from that checkpoint to completion
-        flow_killed = _crash_and_resume(prefect, small, tmp_path / "second", hold, logs)
-        # When / then: the same with its worker SIGKILLed too (nothing reports the crash until
-        # the heartbeat automation does) and a worker started again
-        worker_died = _crash_and_resume(prefect, small, tmp_path / "third", hold, logs, True)
+        # Then: the run whose worker died was resumed automatically from its checkpoint to
+        # completion
+        worker_died.resumed(logs)
+        # When / then: a pipeline run whose flow alone is SIGKILLed there is resumed
+        # automatically from that checkpoint to completion too
+        flow_killed = _crash(prefect, small, tmp_path / "second", hold, logs)
+        flow_killed.resumed(logs)
         print(
-            f"crash -> resume start: flow killed {flow_killed:.1f} s; "
-            f"flow and worker killed {worker_died:.1f} s"
+            f"crash -> resume start: flow killed {flow_killed.latency:.1f} s; "
+            f"flow and worker killed {worker_died.latency:.1f} s"
         )
-        states = prefect.cli("flow-run", "ls", "--limit", "20").upper()
-        assert "CRASHED" in states and "RESUME" in states, states
+        # And the server recorded both killed runs as crashed, and their resume runs
+        crashed = prefect.api(
+            "/flow_runs/filter", {"flow_runs": {"state": {"type": {"any_": ["CRASHED"]}}}}
+        )
+        killed = {worker_died.flow_run_id, flow_killed.flow_run_id}
+        assert killed <= {run["id"] for run in crashed}, crashed
+        resumes = prefect.api("/flow_runs/filter", {"flows": {"name": {"any_": ["resume"]}}})
+        assert sum(run["state_type"] == "COMPLETED" for run in resumes) >= 2, resumes
 
 
-def _crash_and_resume(
+@dataclass
+class _Crashed:
+    """A pipeline run killed after its first checkpoint: what the automatic resume must do."""
+
+    run_dir: Path
+    flow_run_id: str
+    artifacts: Path
+    killed: float
+    resume_seen: list[float] = field(default_factory=list)
+    watcher: threading.Thread | None = None
+
+    @property
+    def latency(self) -> float:
+        """Seconds from the kill to the resume's start (its record in run.json)."""
+        return self.resume_seen[0] - self.killed
+
+    def watch(self) -> None:
+        """Notes the moment the resume starts, in the background (while other steps run)."""
+
+        def poll() -> None:
+            deadline = time.monotonic() + 400
+            while time.monotonic() < deadline:
+                if json.loads((self.run_dir / "run.json").read_text()).get("resumes"):
+                    self.resume_seen.append(time.monotonic())
+                    return
+                time.sleep(0.2)
+
+        self.watcher = threading.Thread(target=poll, daemon=True)
+        self.watcher.start()
+
+    def resumed(self, logs) -> None:
+        """Wait for the automatic resume to complete the run from epoch 1; check it did."""
+        assert self.watcher is not None
+        self.watcher.join()
+        if not self.resume_seen:
+            raise AssertionError(f"timed out waiting for the automatic resume to start\n{logs()}")
+
+        def done() -> bool:
+            return json.loads((self.run_dir / "run.json").read_text()).get("status") == "completed"
+
+        _wait_for(done, 400, "the automatic resume to complete", logs)
+        info = json.loads((self.run_dir / "run.json").read_text())
+        assert info["resumes"][0]["from_epoch"] == 1
+        assert info["automatic_resumes"] == 1
+        assert len(info["flow_run_ids"]) == 2  # the crashed run and the resume run
+        history = (self.run_dir / "history.csv").read_text().splitlines()
+        assert len(history) == 1 + EPOCHS  # header + every epoch once
+        assert (self.artifacts / "models" / self.run_dir.name / "sentiment-lstm.h5").exists()
+
+
+def _crash(
     prefect, small: Path, folder: Path, hold: Path, logs, kill_worker: bool = False
-) -> float:
+) -> _Crashed:
     """Run the pipeline deployment, SIGKILL its flow run (and the worker, restarted at once)
-    once it holds after epoch 1, wait for the automatic resume to complete it; the seconds
-    from the kill to the resume's start (its record in run.json)."""
+    once it holds after epoch 1, and let it go on: what its automatic resume must do."""
     hold.touch()
     out = prefect.cli(
         "deployment", "run", "imdb-pipeline/pipeline",
@@ -151,31 +223,14 @@ def _crash_and_resume(
         os.killpg(worker.pid, signal.SIGKILL)
         worker.wait()
     os.kill(info["pid"], signal.SIGKILL)
-    killed = time.monotonic()
+    crashed = _Crashed(run_dir, crashed_flow_run, artifacts, killed=time.monotonic())
+    crashed.watch()
     _wait_for(lambda: not _alive(info["pid"]), 30, "the flow run process to die", logs)
     if kill_worker:
         prefect.start("worker", "worker", "start", "--pool", "imdb-process")
     assert [p.name for p in (run_dir / "checkpoints").glob("epoch-*")] == ["epoch-0001"]
     hold.unlink()
-
-    def resumed() -> bool:
-        return bool(json.loads((run_dir / "run.json").read_text()).get("resumes"))
-
-    _wait_for(resumed, 400, "the automatic resume to start", logs)
-    latency = time.monotonic() - killed
-
-    def done() -> bool:
-        return json.loads((run_dir / "run.json").read_text()).get("status") == "completed"
-
-    _wait_for(done, 400, "the automatic resume to complete", logs)
-    info = json.loads((run_dir / "run.json").read_text())
-    assert info["resumes"][0]["from_epoch"] == 1
-    assert info["automatic_resumes"] == 1
-    assert len(info["flow_run_ids"]) == 2  # the crashed run and the resume run
-    history = (run_dir / "history.csv").read_text().splitlines()
-    assert len(history) == 1 + EPOCHS  # header + every epoch once
-    assert (artifacts / "models" / run_dir.name / "sentiment-lstm.h5").exists()
-    return latency
+    return crashed
 
 
 def _alive(pid: int) -> bool:

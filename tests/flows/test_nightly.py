@@ -99,6 +99,10 @@ def test_first_night_trains_and_promotes(first_night: FirstNight) -> None:
         ("promotion", "night-1"),
     ]
     assert read_run_info(config.artifacts_dir / "runs" / "night-1")["nightly"] == {"keep_runs": 5}
+    # And the run's report, in the run folder and the export, shows the night's decision
+    page = (config.artifacts_dir / "runs" / "night-1" / "report.html").read_text()
+    assert "Champion decision" in page and "no champion yet" in page
+    assert (models / "night-1" / "report.html").read_text() == page
 
 
 def test_a_night_without_new_data_trains_nothing_and_says_why(

@@ -62,11 +62,19 @@ def live(small_archive: Path, tmp_path: Path):
     proc.wait()
 
 
-def test_a_manual_resume_of_a_live_run_is_refused_and_a_killed_one_is_taken_over(
+def test_resumes_of_a_live_run_leave_it_to_its_writer_and_a_killed_one_is_taken_over(
     live, caplog: pytest.LogCaptureFixture
 ) -> None:
+    # (one test, one live training process: each such process imports TensorFlow and trains)
     run_dir, proc, _ = live
     art = run_dir.parent.parent
+    # When an automatic resume may wait only a moment for the live writer
+    summary = resume(run_id="live", artifacts_dir=art, automatic=True, wait_for_writer_s=0.5)
+    # Then it leaves the run to its writer, untouched
+    assert summary["status"] == "running elsewhere"
+    assert proc.poll() is None and read_run_info(run_dir)["resumes"] == []
+    assert read_run_info(run_dir)["automatic_resumes"] == 0
+
     # When the run is resumed by hand while its process trains it
     with pytest.raises(RunError, match=f"pid {proc.pid} ") as refused:
         resume(run_id="live", artifacts_dir=art)
@@ -111,17 +119,6 @@ def test_an_automatic_resume_of_a_live_run_waits_and_leaves_a_finished_run_alone
     assert info["status"] == "completed" and info["resumes"] == []
     assert info["automatic_resumes"] == 0
     assert [r["epoch"] for r in read_history(run_dir)] == ["1", "2", "3"]
-
-
-def test_an_automatic_resume_leaves_a_writer_that_outlives_its_wait(live) -> None:
-    run_dir, proc, _ = live
-    # When an automatic resume may wait only a moment for the live writer
-    summary = resume(
-        run_id="live", artifacts_dir=run_dir.parent.parent, automatic=True, wait_for_writer_s=0.5
-    )
-    # Then it leaves the run to its writer, untouched
-    assert summary["status"] == "running elsewhere"
-    assert proc.poll() is None and read_run_info(run_dir)["resumes"] == []
 
 
 def test_two_trainings_of_one_run_id_at_once_exactly_one_trains(

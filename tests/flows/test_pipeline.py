@@ -68,8 +68,12 @@ def test_pipeline_trains_evaluates_and_exports(finished: Finished) -> None:
     assert info["config_digest"] == finished.config.digest()
     assert len(info["flow_run_ids"]) == 1
     assert json.loads((run_dir / "metrics.json").read_text()) == metrics
-    for plot in ("training-curves.png", "confusion-matrix.png"):
+    for plot in ("training-curves.png", "confusion-matrix.png", "calibration.png"):
         assert (run_dir / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", plot
+    # And its report, the same page in the export
+    page = (run_dir / "report.html").read_text()
+    assert "Test metrics (80 reviews)" in page and "run-1" in page
+    assert (model_dir / "report.html").read_text() == page
     assert (run_dir / "history.csv").is_file()
     assert [p.name for p in (run_dir / "best").iterdir()] == [
         f"epoch-{summary['selected_epoch']:04d}"
