@@ -164,3 +164,20 @@ def test_the_champion_commands_print_json_and_exit_non_zero_on_errors(
     assert "no exported model 'nope'" in captured.err
     assert json.loads(captured.out.splitlines()[-1])["ok"] is False
     assert os.readlink(models / "champion") == "c"
+
+
+def test_a_corrupt_registry_line_is_named_and_the_others_still_count(
+    models: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given a registry with a damaged line between two good ones (a hand edit, a torn write)
+    path = models / "registry.jsonl"
+    good = path.read_text().splitlines()
+    path.write_text("\n".join([good[0], '{"event": "promo', good[1]]) + "\n")
+
+    # When the history is read and a rollback made, then the damaged line is named, the others
+    # count, and the rollback goes back to a as it would have
+    with caplog.at_level("WARNING"):
+        assert [e["run_id"] for e in moves.history(models)] == ["b", "a"]
+        moves.rollback(models)
+    assert "registry.jsonl:2 is not a complete JSON line" in caplog.text
+    assert os.readlink(models / "champion") == "a"
