@@ -188,8 +188,6 @@ def _run_champion(args: argparse.Namespace) -> dict:
     from tasks.serving import moves
 
     models_dir = args.artifacts_dir.resolve() / "models"
-    # Validated as the config's field (a malformed URL stops here, exit 2, before any move).
-    notify_url = load_config(notify_url=getattr(args, "notify_url", None)).notify_url
     if args.action == "show":
         shown = moves.show(models_dir)
         since = shown["champion_since"] or {}
@@ -205,6 +203,8 @@ def _run_champion(args: argparse.Namespace) -> dict:
             details = {k: v for k, v in e.items() if k in ("previous", "reason", "promoted")}
             _say(f"{e.get('time')}  {e.get('event'):<9}  {e.get('run_id')}  {details or ''}")
         return {"flow": "champion", "events": events}
+    # Validated as the config's field (a malformed URL stops here, exit 2, before any move).
+    notify_url = load_config(notify_url=args.notify_url).notify_url
     if args.action == "promote":
         event = moves.promote(models_dir, args.run_id, args.reason)
     else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
@@ -18,6 +19,7 @@ from tasks.core.notify import notify, run_notify_url
 from tasks.data.processed import ProcessedData
 
 RUN_FILE = "run.json"
+HISTORY_FILE = "history.csv"  # one row per finished epoch (tasks/training/callback.py)
 _FINISHED = ("completed", "abandoned")
 
 
@@ -76,6 +78,17 @@ def read_run_info(run_dir: Path) -> dict[str, Any]:
         return json.loads((run_dir / RUN_FILE).read_text())
     except FileNotFoundError as exc:
         raise RunError(f"{run_dir} is not a run folder (no {RUN_FILE})") from exc
+
+
+def read_history(run_dir: Path) -> list[dict[str, str]]:
+    """history.csv's rows, in epoch order; none before the first epoch ends (the file is
+    replaced whole, never half written)."""
+    try:
+        with (run_dir / HISTORY_FILE).open(newline="", encoding="utf-8") as fh:
+            rows = list(csv.DictReader(fh))
+    except FileNotFoundError:
+        return []
+    return sorted(rows, key=lambda row: int(row["epoch"]))
 
 
 def write_run_info(run_dir: Path, info: dict[str, Any]) -> None:

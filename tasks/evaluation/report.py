@@ -9,13 +9,13 @@ and loads nothing, so it opens the same from a run folder, an export, an e-mail 
 from __future__ import annotations
 
 import base64
-import csv
 import html
 import json
 from pathlib import Path
 from typing import Any
 
 from tasks.core.atomic import atomic_write_text
+from tasks.core.runs import HISTORY_FILE, RunError, read_history, read_run_info
 
 REPORT_FILE = "report.html"
 IMAGES = ("training-curves.png", "confusion-matrix.png", "calibration.png")
@@ -66,14 +66,13 @@ def render(
     `decision` and `incoming` are a night's. ReportError when the run has no finished epoch or
     no test metrics yet."""
     try:
-        info = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+        info = read_run_info(run_dir)
         metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
-        with (run_dir / "history.csv").open(newline="", encoding="utf-8") as fh:
-            history = list(csv.DictReader(fh))
-    except (OSError, json.JSONDecodeError) as exc:
+    except (RunError, OSError, json.JSONDecodeError) as exc:
         raise ReportError(f"no report for {run_dir.name}: {exc}") from exc
+    history = read_history(run_dir)
     if not history:
-        raise ReportError(f"no report for {run_dir.name}: no finished epoch in history.csv")
+        raise ReportError(f"no report for {run_dir.name}: no finished epoch in {HISTORY_FILE}")
     low, high = metrics.get("accuracy_ci95", (None, None))
     headline = [
         {

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +35,7 @@ class ModelInfo:
     data_version: str | None
     incoming: tuple[str, ...]
     config_digest: str | None
+    test_metrics: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,7 @@ def model_info(model_dir: Path) -> ModelInfo:
         data_version=card.get("data_fingerprint"),
         incoming=tuple(card.get("data_incoming", ())),
         config_digest=card.get("config_digest"),
+        test_metrics=card.get("test_metrics", {}),
     )
 
 
@@ -96,12 +98,13 @@ def unchanged_reason(models_dir: Path, data_version: str, config_digest: str) ->
                 f"champion {info.run_id}: nothing new to learn"
             )
     events = registry.read_events(models_dir)
-    for event in events:  # rolled back by hand, and not promoted since: not again
+    _, rolled = registry.reigns(events)
+    for event in rolled.values():  # rolled back by hand, and not promoted since: not again
         same = (event.get("previous_data_version"), event.get("previous_config_digest")) == (
             data_version,
             config_digest,
         )
-        if event["event"] == registry.ROLLBACK and same and not _promoted_after(events, event):
+        if same:
             return (
                 f"data version {data_version} and config {config_digest} are those of "
                 f"{event['previous']}, rolled back by {event.get('user')}@{event.get('host')} "
@@ -120,13 +123,6 @@ def unchanged_reason(models_dir: Path, data_version: str, config_digest: str) ->
                 "nothing new to learn"
             )
     return None
-
-
-def _promoted_after(events: list[dict], rollback: dict) -> bool:
-    """Whether the model `rollback` removed was made champion again later."""
-    later = events[events.index(rollback) + 1 :]
-    moves = (registry.PROMOTION, registry.ROLLBACK)
-    return any(e["event"] in moves and e["run_id"] == rollback["previous"] for e in later)
 
 
 def warm_start(

@@ -61,39 +61,12 @@ def verified_export(models_dir: Path, run_id: str) -> Path:
     return folder
 
 
-def _reigns(events: list[dict[str, Any]]) -> tuple[list[str], set[str]]:
-    """The champions in the order they took over, and the models rolled back (and not promoted
-    since)."""
-    order: list[str] = []
-    rolled: set[str] = set()
-    for event in events:
-        if event.get("event") in (registry.PROMOTION, registry.ROLLBACK):
-            order.append(event["run_id"])
-            rolled.discard(event["run_id"])
-            if event["event"] == registry.ROLLBACK and event.get("previous"):
-                rolled.add(event["previous"])
-    return order, rolled
-
-
-def rolled_back(models_dir: Path) -> list[dict[str, Any]]:
-    """The rollback events of the models rolled back and not promoted since."""
-    events = registry.read_events(models_dir)
-    _, rolled = _reigns(events)
-    latest = {
-        e["previous"]: e
-        for e in events
-        if e.get("event") == registry.ROLLBACK and e.get("previous") in rolled
-    }
-    return list(latest.values())
-
-
 def show(models_dir: Path) -> dict[str, Any]:
     """The champion: run, test metrics, data version, settings, and the move that made it."""
     current = champion.current_champion(models_dir)
     if current is None:
         raise ChampionError(f"no champion in {models_dir}")
-    card = json.loads((current / CARD_JSON).read_text(encoding="utf-8"))
-    metrics = card.get("test_metrics", {})
+    info = champion.model_info(current)
     moves = [
         e
         for e in registry.read_events(models_dir)
@@ -101,14 +74,14 @@ def show(models_dir: Path) -> dict[str, Any]:
     ]
     since = next((e for e in reversed(moves) if e["run_id"] == current.name), None)
     return {
-        "run_id": current.name,
+        "run_id": info.run_id,
         "model_dir": str(current),
-        "test_accuracy": metrics.get("accuracy"),
-        "test_accuracy_ci95": metrics.get("accuracy_ci95"),
-        "test_roc_auc": metrics.get("roc_auc"),
-        "data_version": card.get("data_fingerprint"),
-        "data_incoming": card.get("data_incoming", []),
-        "config_digest": card.get("config_digest"),
+        "test_accuracy": info.test_metrics.get("accuracy"),
+        "test_accuracy_ci95": info.test_metrics.get("accuracy_ci95"),
+        "test_roc_auc": info.test_metrics.get("roc_auc"),
+        "data_version": info.data_version,
+        "data_incoming": list(info.incoming),
+        "config_digest": info.config_digest,
         "champion_since": since,
     }
 
@@ -142,7 +115,7 @@ def rollback(models_dir: Path, to: str | None = None, reason: str | None = None)
     current = champion.current_champion(models_dir)
     if current is None:
         raise ChampionError(f"no champion in {models_dir}: nothing to roll back")
-    order, rolled = _reigns(registry.read_events(models_dir))
+    order, rolled = registry.reigns(registry.read_events(models_dir))
     if to is None:
         earlier = [r for r in reversed(order) if r != current.name and r not in rolled]
         if not earlier:

@@ -54,6 +54,20 @@ def read_events(models_dir: Path) -> list[dict[str, Any]]:
     return events
 
 
+def reigns(events: list[dict[str, Any]]) -> tuple[list[str], dict[str, dict[str, Any]]]:
+    """From `events` (oldest first): the champions in the order they took over, and for each
+    model rolled back and not made champion again since, the rollback that removed it."""
+    order: list[str] = []
+    rolled: dict[str, dict[str, Any]] = {}
+    for event in events:
+        if event.get("event") in (PROMOTION, ROLLBACK):
+            order.append(event["run_id"])
+            rolled.pop(event["run_id"], None)
+            if event["event"] == ROLLBACK and event.get("previous"):
+                rolled[event["previous"]] = event
+    return order, rolled
+
+
 def find_event(models_dir: Path, event: str, run_id: str) -> dict[str, Any] | None:
     """The first `event` recorded for `run_id`, if any."""
     for record in read_events(models_dir):

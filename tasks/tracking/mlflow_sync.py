@@ -19,7 +19,6 @@ unreachable server costs seconds, not the minutes of MLflow's defaults.
 from __future__ import annotations
 
 import contextlib
-import csv
 import fcntl
 import json
 import os
@@ -30,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from tasks.core.atomic import atomic_write_text, file_sha256
-from tasks.core.runs import list_runs, read_run_info
+from tasks.core.runs import list_runs, read_history, read_run_info
 
 STATE_FILE = "mlflow.json"
 LOCK_FILE = ".mlflow.lock"
@@ -92,7 +91,7 @@ def pending(run_dir: Path, models_dir: Path, tracking_uri: str) -> list[str]:
     out = [] if state.get("run_id") else ["the run"]
     if not state.get("params"):
         out.append("params")
-    epochs = [int(row["epoch"]) for row in _history(run_dir)]
+    epochs = [int(row["epoch"]) for row in read_history(run_dir)]
     new = [e for e in epochs if e > state.get("epochs", 0)]
     if new:
         out.append(_epochs_text(new))
@@ -265,7 +264,7 @@ def _sync(
         state["tags"] = tags
         save()
         result.logged.append("tags")
-    rows = [row for row in _history(run_dir) if int(row["epoch"]) > state.get("epochs", 0)]
+    rows = [row for row in read_history(run_dir) if int(row["epoch"]) > state.get("epochs", 0)]
     batch: list[Metric] = []
     now = _now_ms()
     for i, row in enumerate(rows):
@@ -501,16 +500,6 @@ def _tags(info: dict[str, Any]) -> dict[str, str]:
         f"{TAG}data_fingerprint": str(info.get("data_fingerprint", "")),
         f"{TAG}config_digest": str(info.get("config_digest", "")),
     }
-
-
-def _history(run_dir: Path) -> list[dict[str, str]]:
-    """history.csv's rows, in epoch order (the file is replaced whole, never half written)."""
-    try:
-        with (run_dir / "history.csv").open(newline="") as fh:
-            rows = list(csv.DictReader(fh))
-    except FileNotFoundError:
-        return []
-    return sorted(rows, key=lambda row: int(row["epoch"]))
 
 
 def _model_dir(run_dir: Path, models_dir: Path) -> Path | None:

@@ -14,6 +14,7 @@ import keras
 
 from tasks.config import PipelineConfig
 from tasks.core.atomic import atomic_write_text
+from tasks.core.runs import HISTORY_FILE
 from tasks.training import checkpoint as ckpt
 from tasks.training.tracker import Tracker
 
@@ -81,7 +82,7 @@ class CheckpointCallback(keras.callbacks.Callback):
             )
         self.checkpoint_seconds.append(time.perf_counter() - t0)
         if self.chief:
-            write_history(self.run_dir / "history.csv", list(tracker.history))
+            write_history(self.run_dir / HISTORY_FILE, list(tracker.history))
         if tracker.stopped_early:
             self.model.stop_training = True
             log.info(
