@@ -71,6 +71,7 @@ USER_ERRORS = frozenset(
         "tasks.core.runs.RunError",
         "tasks.core.lock.RunLocked",
         "tasks.serving.moves.ChampionError",
+        "tasks.ingest.held.IncomingError",
     }
 )
 
@@ -226,6 +227,27 @@ def _run_champion(args: argparse.Namespace) -> dict:
     return {"flow": "champion", **event, "mlflow": _move_alias(models_dir, args)}
 
 
+def _run_incoming(args: argparse.Namespace) -> dict:
+    from tasks.ingest import held
+
+    data_dir = args.data_dir.resolve()
+    if args.action == "list":
+        files = held.list_incoming(data_dir, args.status)
+        for f in files:
+            failed = f"  failed: {', '.join(f['failed_checks'])}" if f["failed_checks"] else ""
+            _say(
+                f"{f['ingested_at']}  {f['status']:<11}  {f['sha256'][:12]}  {f['file']}  "
+                f"rows {f['rows']}, accepted {f['accepted']}, rejected {f['rejected']}{failed}"
+            )
+        if not files:
+            _say(f"no ingested files{' with status ' + args.status if args.status else ''}")
+        return {"flow": "incoming", "files": files}
+    entry = held.decide(data_dir, args.file, args.action, args.reason)
+    where = "joins the next data version" if args.action == "release" else "is never used"
+    _say(f"{entry['file']} ({entry['sha256'][:12]}) {entry['status']}: its rows {where}")
+    return {"flow": "incoming", **entry}
+
+
 def _move_alias(models_dir: Path, args: argparse.Namespace) -> dict | None:
     """MLflow's champion alias follows the link when tracking is on; a failure is a warning
     (the link and the registry line are written: `mlflow-sync` moves the alias later)."""
@@ -341,6 +363,25 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "rollback":
             action.add_argument("--to", help="the export to go back to (default: the previous)")
         action.set_defaults(run=_run_champion)
+
+    inc = sub.add_parser(
+        "incoming", help="list the ingested files; release or reject one the batch checks held"
+    )
+    actions = inc.add_subparsers(dest="action", required=True)
+    for name, text in (
+        ("list", "every ingested file, newest first: status, rows, failed checks, decisions"),
+        ("release", "a held file's rows join the next data version"),
+        ("reject", "a held file's rows are never used (they are kept in data/rejected/)"),
+    ):
+        action = actions.add_parser(name, help=text)
+        action.add_argument("--data-dir", type=Path, default=Path("data"))
+        action.add_argument("--json", action="store_true", help="print one JSON line last")
+        if name == "list":
+            action.add_argument("--status", help="only files with this status (e.g. held)")
+        else:
+            action.add_argument("file", help="its file name, or the start of its sha256")
+            action.add_argument("--reason", help="why, recorded in its ledger entry")
+        action.set_defaults(run=_run_incoming)
     return parser
 
 

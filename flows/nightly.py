@@ -1,7 +1,8 @@
 """nightly: take in new labelled reviews, retrain only if something changed, promote only a
 real improvement, then score the reviews waiting in the to-score folder with the champion.
 
-    ingest -> data version -> unchanged? skip : (warm start?) train -> evaluate -> export
+    ingest (row checks, then batch checks: hold) -> data version
+           -> unchanged? skip : (warm start?) train -> evaluate -> export
            -> decide -> score waiting reviews -> prune old runs
 """
 
@@ -21,9 +22,9 @@ from tasks.core.notify import on_flow_failure
 from tasks.core.runs import create_run
 from tasks.data.processed import ProcessedData
 from tasks.evaluation.steps import report_run
-from tasks.ingest.steps import ingest_incoming
+from tasks.ingest.steps import batch_judge, ingest_incoming
 from tasks.ingest.validate import reference_keys
-from tasks.serving.champion import current_champion
+from tasks.serving.champion import champion_scorer, current_champion
 from tasks.serving.steps import (
     check_unchanged,
     plan_warm_start,
@@ -48,9 +49,10 @@ def nightly(
     """One night: new data in, a challenger trained only when the data version or the settings
     differ from the champion's, the champion replaced only by a real improvement."""
     base = prepare_data(config)  # the archive alone: its test reviews are what must not leak
-    report = ingest_incoming(config, partial(reference_keys, base))
-    data = prepare_data(config, report.accepted) if report.accepted else base
     artifacts_dir = config.artifacts_dir.resolve()
+    judge = batch_judge(config, base, champion_scorer(artifacts_dir / "models"))
+    report = ingest_incoming(config, partial(reference_keys, base), judge)
+    data = prepare_data(config, report.accepted) if report.accepted else base
     summary: dict = {
         "flow": "nightly",
         "data_version": data.fingerprint,

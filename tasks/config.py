@@ -271,6 +271,43 @@ class PipelineConfig(BaseModel):
         ),
         json_schema_extra=roles(NIGHTLY),
     )
+    # Batch checks of each new incoming file (`tasks/ingest/batch.py`; defaults: README)
+    batch_checks: bool = Field(
+        True,
+        description="hold a new incoming file whose labels or words do not look like the archive's",
+        json_schema_extra=roles(NIGHTLY),
+    )
+    batch_alpha: float = Field(
+        0.001,
+        gt=0,
+        lt=1,
+        description="a batch check fails only if its difference is significant at this level",
+        json_schema_extra=roles(NIGHTLY),
+    )
+    batch_max_label_shift: float = Field(
+        0.2,
+        ge=0,
+        le=1,
+        description="...and the positive share is further than this from the archive's",
+        json_schema_extra=roles(NIGHTLY),
+    )
+    batch_max_agreement_drop: float = Field(
+        0.15,
+        ge=0,
+        le=1,
+        description=(
+            "...and the champion agrees with fewer of the labels than its validation accuracy "
+            "less this"
+        ),
+        json_schema_extra=roles(NIGHTLY),
+    )
+    batch_max_oov_increase: float = Field(
+        0.05,
+        ge=0,
+        le=1,
+        description="...and the out-of-vocabulary share exceeds the archive's by more than this",
+        json_schema_extra=roles(NIGHTLY),
+    )
     to_score_dir: Path | None = Field(
         None,
         description="reviews the nightly scores with its champion; default DATA_DIR/to-score",
@@ -298,7 +335,7 @@ class PipelineConfig(BaseModel):
         default_factory=lambda: os.environ.get("IMDB_NOTIFY_URL") or None,
         description=(
             "http(s) URL that gets one JSON POST per event (failed, abandoned, promoted, "
-            "rolled_back); default: the IMDB_NOTIFY_URL environment variable, else none"
+            "rolled_back, held); default: the IMDB_NOTIFY_URL environment variable, else none"
         ),
         json_schema_extra=roles(PLACEMENT),
     )

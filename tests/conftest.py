@@ -103,6 +103,7 @@ FIRST_FILES = (
     "tests/flows/test_deployments_postgres.py",
     "tests/tasks/training/test_resume_exact.py",
     "tests/flows/test_mlflow.py",
+    "tests/flows/test_batch_checks_real.py",
     "tests/tasks/test_config.py",
     "tests/tasks/evaluation/test_stats.py",
     "tests/tasks/core/test_memory.py",

@@ -4,9 +4,11 @@ different environment is warned about (it is then no longer bit-identical)."""
 
 from __future__ import annotations
 
+import getpass
 import hashlib
 import importlib.metadata
 import platform
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -80,3 +82,13 @@ def differences(recorded: dict[str, Any] | None, current: dict[str, Any]) -> lis
         if old.get(name) != new.get(name):
             found.append(f"{name} {old.get(name)} -> {new.get(name)}")
     return found
+
+
+def who() -> dict[str, str]:
+    """The operator of a command by hand (user and host), as registry and ledger lines record
+    them."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry (some containers)
+        user = "unknown"
+    return {"user": user, "host": socket.gethostname()}

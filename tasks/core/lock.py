@@ -16,12 +16,13 @@ folders on a local or NFSv4 disk.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -122,3 +123,15 @@ def release_run(run_dir: Path) -> None:
     fd = _held.pop(run_dir.resolve(), None)
     if fd is not None:
         os.close(fd)  # closing the last descriptor drops the flock
+
+
+@contextlib.contextmanager
+def exclusive(lock_file: Path) -> Iterator[None]:
+    """Hold an flock on `lock_file` (created if missing) for the block, waiting for any other
+    holder: one at a time, and the kernel drops it if the holding process dies."""
+    fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)

@@ -2,7 +2,8 @@
 
 Events: `failed` (a pipeline or nightly flow run that fails, or crashes: reported by the
 automatic resume that the Crashed trigger starts), `abandoned` (a run whose automatic resumes
-are used up), `promoted` and `rolled_back` (the champion changed, by a night or by hand).
+are used up), `promoted` and `rolled_back` (the champion changed, by a night or by hand),
+`held` (a new incoming file failed a batch check and waits for an operator).
 A notification that cannot be delivered never fails the run: it is retried, then logged as a
 warning naming the event and the URL.
 """

@@ -116,7 +116,13 @@ def render(
     ]
     if incoming is not None:
         files = [
-            {k: f.get(k) for k in ("name", "status", "accepted_rows", "rejected_rows", "sha256")}
+            {
+                **{k: f.get(k) for k in ("name", "status", "accepted_rows", "held_rows")},
+                **{k: f.get(k) for k in ("rejected_rows", "sha256")},
+                "failed checks": "; ".join(
+                    c["detail"] for c in f.get("checks") or () if not c.get("passed", True)
+                ),
+            }
             for f in incoming
         ]
         sections += ["<h3>Incoming files tonight</h3>", _table(files)]

@@ -1,4 +1,5 @@
 """Accepted incoming rows on disk: one folder per source file, named by its content checksum.
+(Held and rejected rows use the same layout under held/ and rejected/.)
 
 `data/accepted/<first 16 hex digits of the file's sha256>/` holds rows.parquet (the accepted
 rows, `validate.ACCEPTED_SCHEMA`) and manifest.json (sha256, name, rows, ingested_at and the
@@ -23,6 +24,10 @@ from tasks.data.reviews import DataError
 from tasks.ingest.validate import ACCEPTED_SCHEMA
 
 ACCEPTED_DIR = "accepted"  # under the data folder
+# Rows of files that failed the batch checks, in the same layout: waiting for an operator, and
+# once rejected by one. Neither is in any data version; a release moves the folder to accepted.
+HELD_DIR = "held"
+REJECTED_DIR = "rejected"
 QUARANTINE_DIR = "quarantine"  # under the data folder: rejected rows, unreadable files, ledger
 ROWS = "rows.parquet"
 MANIFEST = "manifest.json"

@@ -8,9 +8,14 @@ training reviews and every row accepted before, and then
 - the rejected rows go to data/quarantine/<name>.<sha12>.jsonl, one JSON object per row (line,
   id, reason, detail, the first 200 characters of the text);
 - a file that cannot be read at all is copied whole to data/quarantine/<name>.<sha12>.file;
-- data/quarantine/<name>.<sha12>.summary.json, written last for every file (rows, accepted,
-  rejected, reasons, error), is the ledger of ingested files: a file whose checksum has a
-  summary is "already ingested" and nothing is written for it again.
+- data/quarantine/<name>.<sha12>.summary.json, written last for every file, is its entry in
+  the ledger of ingested files (`ledger`): a file whose checksum has one is "already ingested"
+  and nothing is written for it again.
+
+A new file whose rows pass the row checks then goes through the batch checks (`batch`, when a
+`judge` is given): a file that fails one is held, its rows in data/held/<sha16>/ and in no
+data version, until an operator releases or rejects it (`held`). Held rows count as known (a
+later file repeating them is a duplicate); rejected ones do not.
 
 The files in the incoming folder are never changed or deleted.
 """
@@ -22,29 +27,33 @@ import logging
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import pyarrow as pa
 
 from tasks.core.atomic import atomic_write, atomic_write_text, file_sha256
+from tasks.ingest import ledger
 from tasks.ingest.accepted import (
     ACCEPTED_DIR,
+    HELD_DIR,
     QUARANTINE_DIR,
     AcceptedFile,
     load_accepted,
     read_accepted,
     write_accepted,
 )
+from tasks.ingest.batch import Check
+from tasks.ingest.held import ledger_locked, settle
 from tasks.ingest.read import IncomingFileError, read_incoming
 from tasks.ingest.validate import UNREADABLE, Validated, validate_rows
 
 log = logging.getLogger(__name__)
 
-Status = Literal["accepted", "quarantined", "already ingested", "unreadable"]
-SUMMARY_SUFFIX = ".summary.json"
+Status = Literal["accepted", "quarantined", "held", "rejected", "already ingested", "unreadable"]
 NO_ROWS = "no rows"
+# The batch checks of a file's accepted rows (ACCEPTED_SCHEMA): every check, passed or not.
+Judge = Callable[[pa.Table], list[Check]]
 
 
 @dataclass(frozen=True)
@@ -52,7 +61,9 @@ class IngestedFile:
     """What one ingest did with one incoming file.
 
     status: "accepted" (every row accepted), "quarantined" (some or all rows rejected, or no
-    rows at all), "already ingested" (its content was ingested before: nothing done) or
+    rows at all), "held" (its rows failed a batch check: `checks` says which, `held_rows` how
+    many wait; also for a file held before and still waiting), "rejected" (held, then rejected
+    by an operator), "already ingested" (its content was ingested before: nothing done) or
     "unreadable" (the whole file quarantined; `error` says where it failed. A file that could
     not even be opened has no report, and is tried again next time)."""
 
@@ -64,6 +75,9 @@ class IngestedFile:
     reasons: dict[str, int]
     error: str | None
     report: Path | None  # its summary.json
+    held_rows: int = 0
+    checks: tuple[dict[str, Any], ...] = ()  # the batch checks (Check.as_dict), if it had them
+    waiting: bool = False  # held by an earlier ingest, still waiting for an operator
 
 
 @dataclass(frozen=True)
@@ -90,22 +104,6 @@ def incoming_files(incoming: Path) -> list[Path]:
     )
 
 
-def _ledger(quarantine: Path, warn: Callable[[str], None]) -> dict[str, tuple[Path, dict]]:
-    """sha256 -> (summary path, summary) of every file ingested before."""
-    ledger: dict[str, tuple[Path, dict]] = {}
-    if not quarantine.is_dir():
-        return ledger
-    for path in sorted(quarantine.glob(f"*{SUMMARY_SUFFIX}")):
-        if path.name.startswith("."):
-            continue
-        try:
-            summary = json.loads(path.read_text(encoding="utf-8"))
-            ledger[summary["sha256"]] = (path, summary)
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            warn(f"ingest summary {path} is unreadable ({exc}); ignored")
-    return ledger
-
-
 def _counts(reasons: dict[str, int]) -> str:
     return ", ".join(f"{reason} {n}" for reason, n in reasons.items())
 
@@ -118,29 +116,65 @@ class _Ingest:
         data_dir: Path,
         reference: Callable[[], tuple[frozenset[str], frozenset[str]]],
         max_chars: int,
+        judge: Judge | None,
         progress: Callable[[str], None],
         warn: Callable[[str], None],
     ) -> None:
         self.accepted_root = data_dir / ACCEPTED_DIR
+        self.held_root = data_dir / HELD_DIR
         self.quarantine = data_dir / QUARANTINE_DIR
         self.reference = reference
         self.max_chars = max_chars
+        self.judge = judge
         self.progress = progress
         self.warn = warn
         self.accepted = {f.sha256: f for f in load_accepted(self.accepted_root, warn=warn)}
-        self.ledger = _ledger(self.quarantine, warn)
+        self.held = {f.sha256: f for f in load_accepted(self.held_root, warn=warn)}
+        self.ledger = ledger.read_ledger(self.quarantine, warn)
         self.known: tuple[frozenset[str], frozenset[str], set[str], set[str]] | None = None
 
     def _known(self) -> tuple[frozenset[str], frozenset[str], set[str], set[str]]:
         """(leak keys, archive keys, known ids, known keys), built when a file is first
-        validated: a night whose files were all ingested before never needs them."""
+        validated: a night whose files were all ingested before never needs them. Held rows
+        are known too (a release must not bring in duplicates)."""
         if self.known is None:
             leak_keys, archive_keys = self.reference()
-            prior = read_accepted(list(self.accepted.values()))
+            waiting = [f for sha, f in self.held.items() if self._status(sha) == "held"]
+            prior = read_accepted([*self.accepted.values(), *waiting])
             ids = set(prior.column("id").to_pylist())
             keys = set(archive_keys) | set(prior.column("text_key").to_pylist())
             self.known = (leak_keys, archive_keys, ids, keys)
         return self.known
+
+    def _status(self, sha256: str) -> str | None:
+        entry = self.ledger.get(sha256)
+        return entry.status if entry is not None else None
+
+    def _seen(self, name: str, sha256: str, entry: ledger.Entry) -> IngestedFile | None:
+        """What to report for a file ingested before, or None to ingest it again (its rows are
+        missing or damaged)."""
+        status, summary = entry.status, entry.summary
+        checks = tuple(summary.get("checks") or ())
+        if status == "held" and sha256 in self.held:
+            self.progress(
+                f"{name}: still held since {summary.get('ingested_at')} (sha256 "
+                f"{sha256[:12]}…): release or reject it with `imdb-pipeline incoming`"
+            )
+            rows = summary.get("accepted", 0)
+            return IngestedFile(
+                name, sha256, "held", 0, 0, {}, None, entry.path, rows, checks, waiting=True
+            )
+        if status == "rejected":
+            self.progress(f"{name}: rejected by an operator (sha256 {sha256[:12]}…); not used")
+            return IngestedFile(name, sha256, "rejected", 0, 0, {}, None, entry.path, checks=checks)
+        if status != "held" and (not summary.get("accepted") or sha256 in self.accepted):
+            self.progress(f"{name}: already ingested (sha256 {sha256[:12]}…)")
+            return IngestedFile(name, sha256, "already ingested", 0, 0, {}, None, entry.path)
+        self.warn(
+            f"{name}: ingested before, but its {'held' if status == 'held' else 'accepted'} "
+            "rows are missing or damaged; ingesting it again"
+        )
+        return None
 
     def ingest(self, path: Path) -> IngestedFile:
         name = path.name
@@ -148,16 +182,13 @@ class _Ingest:
             sha256 = file_sha256(path)
         except OSError as exc:
             return self._not_read(path, exc)
-        seen = self.ledger.get(sha256)
-        if seen is not None:
-            summary_path, summary = seen
-            if not summary.get("accepted") or sha256 in self.accepted:
-                self.progress(f"{name}: already ingested (sha256 {sha256[:12]}…)")
-                return IngestedFile(name, sha256, "already ingested", 0, 0, {}, None, summary_path)
-            self.warn(
-                f"{name}: ingested before, but its accepted rows are missing or damaged; "
-                "ingesting it again"
-            )
+        entry = self.ledger.get(sha256)
+        if entry is not None:
+            seen = self._seen(name, sha256, entry)
+            if seen is not None:
+                return seen
+        # Judged once: a file accepted before (whose rows are re-made here) is not judged again.
+        judge = self.judge if entry is None or entry.status == "held" else None
         stem = self.quarantine / f"{name}.{sha256[:12]}"
         try:
             table = read_incoming(path)
@@ -166,40 +197,54 @@ class _Ingest:
         except OSError as exc:
             return self._not_read(path, exc, sha256)
         if table.num_rows == 0:
-            summary = self._summary(stem, name, sha256, 0, 0, 0, {}, NO_ROWS)
+            summary = self._summary(name, sha256, 0, 0, 0, {}, NO_ROWS)
             self.warn(f"{name}: {NO_ROWS}; nothing accepted (summary {summary})")
             return IngestedFile(name, sha256, "quarantined", 0, 0, {}, NO_ROWS, summary)
 
-        validated, folder = self._validate(table, sha256, name)
+        validated = self._validate(table, sha256)
+        accepted = validated.accepted
+        checks = judge(accepted) if judge is not None and accepted.num_rows else []
+        failed = [c for c in checks if not c.passed]
+        folder = self._publish(accepted, sha256, name, held=bool(failed))
         reasons = validated.reasons
-        n_acc, n_rej = validated.accepted.num_rows, len(validated.rejected)
+        n_acc, n_rej = accepted.num_rows, len(validated.rejected)
         where = folder.path if folder is not None else None
         if validated.rejected:
             where = stem.with_name(stem.name + ".jsonl")
             lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in validated.rejected)
             atomic_write_text(where, lines)
-        summary = self._summary(stem, name, sha256, table.num_rows, n_acc, n_rej, reasons, None)
-        status: Status = "quarantined" if n_rej else "accepted"
+        records = tuple(c.as_dict() for c in checks)
+        summary = self._summary(
+            name, sha256, table.num_rows, n_acc, n_rej, reasons, None, records, bool(failed)
+        )
+        for check in checks:
+            verdict = "skipped" if check.value is None else "passed" if check.passed else "FAILED"
+            self.progress(f"{name}: {check.name} {verdict}: {check.detail}")
         rejected = f"{n_rej} rejected" + (f" ({_counts(reasons)})" if reasons else "")
+        if failed:
+            self.warn(
+                f"{name}: held, {n_acc} row(s) in {where} wait for an operator "
+                f"(failed: {', '.join(c.name for c in failed)}); {rejected}"
+            )
+            return IngestedFile(
+                name, sha256, "held", 0, n_rej, reasons, None, summary, n_acc, records
+            )
+        status: Status = "quarantined" if n_rej else "accepted"
         self.progress(f"{name}: {n_acc} accepted, {rejected} -> {where}")
-        return IngestedFile(name, sha256, status, n_acc, n_rej, reasons, None, summary)
+        return IngestedFile(name, sha256, status, n_acc, n_rej, reasons, None, summary, 0, records)
 
-    def _validate(
-        self, table: pa.Table, sha256: str, name: str
-    ) -> tuple[Validated, AcceptedFile | None]:
-        """Validate against everything known; publish the accepted rows (reusing the folder an
-        interrupted ingest of the same file left, if it holds the same rows)."""
+    def _validate(self, table: pa.Table, sha256: str) -> Validated:
+        """The row checks, against everything known but the file's own rows (an interrupted
+        ingest of the same file may have left them)."""
         leak_keys, archive_keys, known_ids, known_keys = self._known()
         ids, keys = known_ids, known_keys
-        own = self.accepted.get(sha256)
-        own_ids = None
+        own = self.accepted.get(sha256) or self.held.get(sha256)
         if own is not None:  # its own rows are no duplicates of it: compare with the rest
             rows = read_accepted([own])
-            own_ids = rows.column("id")
             own_keys = set(rows.column("text_key").to_pylist())
-            ids = ids - set(own_ids.to_pylist())
+            ids = ids - set(rows.column("id").to_pylist())
             keys = (keys - own_keys) | (own_keys & archive_keys)
-        validated = validate_rows(
+        return validate_rows(
             table,
             sha256,
             known_ids=ids,
@@ -207,18 +252,30 @@ class _Ingest:
             leak_keys=leak_keys,
             max_chars=self.max_chars,
         )
-        accepted = validated.accepted
+
+    def _publish(
+        self, accepted: pa.Table, sha256: str, name: str, *, held: bool
+    ) -> AcceptedFile | None:
+        """Publish the accepted rows under accepted/ or held/ (reusing the folder an
+        interrupted ingest of the same file left, if it holds the same rows there)."""
         if accepted.num_rows == 0:
-            return validated, None
-        if own is not None and own_ids is not None and own_ids.equals(accepted.column("id")):
-            self.progress(f"{name}: reusing its accepted rows {own.path} (an interrupted ingest)")
+            return None
+        mine, other = (self.held, self.accepted) if held else (self.accepted, self.held)
+        root = self.held_root if held else self.accepted_root
+        own = mine.get(sha256)
+        if own is not None and read_accepted([own]).column("id").equals(accepted.column("id")):
+            self.progress(f"{name}: reusing its rows {own.path} (an interrupted ingest)")
             folder = own
         else:
-            folder = write_accepted(self.accepted_root, sha256, name, accepted)
-        self.accepted[sha256] = folder
+            folder = write_accepted(root, sha256, name, accepted)
+        stale = other.pop(sha256, None)
+        if stale is not None:  # left by an interrupted ingest judged otherwise
+            shutil.rmtree(stale.path, ignore_errors=True)
+        mine[sha256] = folder
+        _, _, known_ids, known_keys = self._known()
         known_ids.update(accepted.column("id").to_pylist())
         known_keys.update(accepted.column("text_key").to_pylist())
-        return validated, folder
+        return folder
 
     def _unreadable(
         self, path: Path, sha256: str, stem: Path, exc: IncomingFileError
@@ -228,7 +285,7 @@ class _Ingest:
         atomic_write(copy, lambda tmp: shutil.copyfile(path, tmp))
         error = str(exc)
         reasons = {UNREADABLE: 1}
-        summary = self._summary(stem, path.name, sha256, None, 0, 0, reasons, error)
+        summary = self._summary(path.name, sha256, None, 0, 0, reasons, error)
         self.warn(f"unreadable file {error}; quarantined whole as {copy}")
         return IngestedFile(path.name, sha256, "unreadable", 0, 0, reasons, error, summary)
 
@@ -239,7 +296,6 @@ class _Ingest:
 
     def _summary(
         self,
-        stem: Path,
         name: str,
         sha256: str,
         rows: int | None,
@@ -247,22 +303,24 @@ class _Ingest:
         rejected: int,
         reasons: dict[str, int],
         error: str | None,
+        checks: tuple[dict[str, Any], ...] = (),
+        held: bool = False,
     ) -> Path:
-        """Write the file's summary, the ledger entry that makes it "ingested", last."""
-        summary = {
-            "file": name,
-            "sha256": sha256,
-            "rows": rows,
-            "accepted": accepted,
-            "rejected": rejected,
-            "reasons": reasons,
-            "error": error,
-            "ingested_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        }
-        path = stem.with_name(stem.name + SUMMARY_SUFFIX)
-        atomic_write_text(path, json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
-        self.ledger[sha256] = (path, summary)
-        return path
+        """Write the file's ledger entry, which makes it "ingested", last."""
+        entry = ledger.write_entry(
+            self.quarantine,
+            name,
+            sha256,
+            rows=rows,
+            accepted=accepted,
+            rejected=rejected,
+            reasons=reasons,
+            error=error,
+            checks=list(checks),
+            held=held,
+        )
+        self.ledger[sha256] = entry
+        return entry.path
 
 
 def ingest_folder(
@@ -273,6 +331,7 @@ def ingest_folder(
     known_keys: frozenset[str] = frozenset(),
     reference: Callable[[], tuple[frozenset[str], frozenset[str]]] | None = None,
     max_chars: int,
+    judge: Judge | None = None,
     progress: Callable[[str], None] = log.info,
     warn: Callable[[str], None] = log.warning,
 ) -> IngestReport:
@@ -280,8 +339,9 @@ def ingest_folder(
 
     `leak_keys` are the text keys of the test split (`validate.split_keys`), `known_keys` those
     of the archive's labelled training reviews; or `reference()` gives both, called only if a
-    file needs validating. `max_chars` is the longest review accepted. An unreadable file is
-    quarantined, named by `warn`, and the other files go on.
+    file needs validating. `max_chars` is the longest review accepted; `judge` gives the batch
+    checks of a new file's accepted rows (none without it). An unreadable file is quarantined,
+    named by `warn`, and the other files go on.
     """
     if reference is None:
         if leak_keys is None:
@@ -291,6 +351,9 @@ def ingest_folder(
         def reference() -> tuple[frozenset[str], frozenset[str]]:
             return given
 
-    run = _Ingest(data_dir, reference, max_chars, progress, warn)
-    files = tuple(run.ingest(path) for path in incoming_files(incoming))
+    with ledger_locked(data_dir):
+        for moved in settle(data_dir):
+            progress(f"{moved}: carried out the operator's recorded decision")
+        run = _Ingest(data_dir, reference, max_chars, judge, progress, warn)
+        files = tuple(run.ingest(path) for path in incoming_files(incoming))
     return IngestReport(files, tuple(sorted(run.accepted.values(), key=lambda f: f.sha256)))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -155,6 +156,24 @@ def warm_start(
         f"warm start from the champion {info.run_id} for {epochs} epoch(s): the new training "
         f"reviews are {new_share:.2%} of the text and the settings are the champion's"
     )
+
+
+def champion_scorer(models_dir: Path) -> tuple[str, Callable[[list[str]], np.ndarray]] | None:
+    """(run id, positive probability of raw texts) of the champion, or None without one. The
+    model is loaded on the first call, so a night that scores nothing never loads it."""
+    current = current_champion(models_dir)
+    if current is None:
+        return None
+    from tasks.serving.predict import Predictor
+
+    loaded: list[Predictor] = []
+
+    def predict(texts: list[str]) -> np.ndarray:
+        if not loaded:
+            loaded.append(Predictor(current))
+        return loaded[0].predict(texts)
+
+    return current.name, predict
 
 
 def correct_on(model_dir: Path, parquet: Path) -> np.ndarray:

@@ -9,13 +9,12 @@ on its data version and settings trains nothing (`champion.unchanged_reason`).
 
 from __future__ import annotations
 
-import getpass
 import json
-import socket
 import zipfile
 from pathlib import Path
 from typing import Any
 
+from tasks.core.environment import who
 from tasks.serving import champion, registry
 from tasks.serving.export import CARD_JSON, H5_FILE, KERAS_FILE, TOKENIZER_FILE, VOCAB_FILE
 
@@ -24,15 +23,6 @@ EXPORT_FILES = (KERAS_FILE, H5_FILE, VOCAB_FILE, TOKENIZER_FILE, CARD_JSON)
 
 class ChampionError(ValueError):
     """A champion command that cannot be carried out; nothing was changed."""
-
-
-def who() -> dict[str, str]:
-    """The operator, as registry lines record them."""
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):  # no passwd entry (some containers)
-        user = "unknown"
-    return {"user": user, "host": socket.gethostname()}
 
 
 def verified_export(models_dir: Path, run_id: str) -> Path:

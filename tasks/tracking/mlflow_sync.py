@@ -19,7 +19,6 @@ unreachable server costs seconds, not the minutes of MLflow's defaults.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import tempfile
@@ -29,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from tasks.core.atomic import atomic_write_text, file_sha256
+from tasks.core.lock import exclusive
 from tasks.core.runs import list_runs, read_history, read_run_info
 
 STATE_FILE = "mlflow.json"
@@ -112,7 +112,9 @@ def sync_run(
     logged yet. Raises on any tracking failure; what was logged before it stays recorded, and
     the run is marked outstanding for `sync_outstanding`."""
     uri = normalise_uri(tracking_uri)
-    with _locked(run_dir), _sync_environment():
+    # One sync of a run folder at a time: the training's per-epoch sync, the final one and
+    # `imdb-pipeline mlflow-sync` may meet.
+    with exclusive(run_dir / LOCK_FILE), _sync_environment():
         everything = _read_all(run_dir)
         servers = everything.setdefault("servers", {})
         state = servers.setdefault(uri, {})
@@ -547,18 +549,6 @@ def failure_reason(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     first = text[0] if text else type(exc).__name__
     return first if len(first) <= 300 else first[:300] + "..."
-
-
-@contextlib.contextmanager
-def _locked(run_dir: Path) -> Iterator[None]:
-    """One sync of a run folder at a time (the training's per-epoch sync, the final one and
-    `imdb-pipeline mlflow-sync` may meet): an flock the kernel drops if the process dies."""
-    fd = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
 
 
 @contextlib.contextmanager

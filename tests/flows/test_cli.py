@@ -24,6 +24,7 @@ COMMANDS = (
     "score",
     "mlflow-sync",
     "champion",
+    "incoming",
 )
 
 

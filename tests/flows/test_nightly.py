@@ -344,3 +344,44 @@ def test_a_night_with_little_new_text_reuses_the_vectors_and_the_champion_also_w
     carried = [m for m in manifests if m.get("reused_from")]
     assert new_version not in learnt
     assert [m["data_fingerprint"] for m in carried] == [new_version]
+
+
+def test_a_file_with_flipped_labels_is_held_with_an_alert_until_an_operator_releases_it(
+    first_night: FirstNight, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    from tasks.ingest import held, ledger
+
+    # Given 40 new reviews whose labels are all flipped, and an alert receiver
+    receiver = Receiver()
+    request.addfinalizer(receiver.stop)
+    config = first_night.copy(tmp_path, notify_url=receiver.url)
+    rows = [{**r, "label": "neg" if r["label"] == "pos" else "pos"} for r in good_rows(40)]
+    flipped = write_jsonl(config.incoming_path / "flipped.jsonl", rows)
+
+    # When the next night runs
+    summary = nightly(config, run_id="night-2")
+
+    # Then the file is held on the champion's agreement, with its figures, and nothing trains
+    (report,) = summary["incoming"]
+    assert (report["status"], report["held_rows"], report["accepted_rows"]) == ("held", 40, 0)
+    failed = [c for c in report["checks"] if not c["passed"]]
+    assert [c["name"] for c in failed] == ["champion_agreement"]
+    assert failed[0]["value"] < 0.5 and failed[0]["reference"] > 0.8
+    assert summary["trained"] is False
+    assert summary["data_version"] == first_night.summary["data_version"]
+    table = Artifact.get("incoming-data")
+    assert table is not None and "held" in str(table.data) and "champion" in str(table.data)
+    # And one `held` alert names the file and the failed check
+    (alert,) = [b for b in receiver.received() if b["event"] == "held"]
+    assert alert["file"] == "flipped.jsonl" and alert["sha256"] == file_sha256(flipped)
+    assert alert["failed_checks"][0]["name"] == "champion_agreement"
+
+    # When an operator releases it, then the next night trains on a version with its rows
+    held.decide(config.data_dir, "flipped.jsonl", ledger.RELEASE, "the labels are right")
+    again = nightly(config, run_id="night-3")
+    assert again["incoming"][0]["status"] == "already ingested"
+    assert again["trained"] is True
+    assert read_run_info(config.artifacts_dir / "runs" / "night-3")["data_incoming"] == [
+        file_sha256(flipped)
+    ]
+    assert not [b for b in receiver.received() if b["event"] == "held"]  # not again

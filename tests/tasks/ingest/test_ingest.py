@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tasks.ingest import ingest as ingest_module
+from tasks.ingest import ledger as ledger_module
 from tasks.ingest.accepted import load_accepted, read_accepted
 from tasks.ingest.ingest import IngestedFile, IngestReport, ingest_folder
 from tasks.ingest.validate import text_keys
@@ -361,14 +362,14 @@ def test_crash_after_the_accepted_folder_then_the_next_ingest_completes(
     # Given an ingest killed after publishing a file's accepted rows, before its summary
     incoming, data = tmp_path / "incoming", tmp_path / "data"
     write_jsonl(incoming / "a.jsonl", good_rows(5) + [{"text": "?", "label": "x"}])
-    real_write = ingest_module.atomic_write_text
+    real_write = ledger_module.atomic_write_text
 
     def killed_at_summary(path: Path, content: str) -> Path:
         if path.name.endswith(".summary.json"):
             raise OSError("killed")
         return real_write(path, content)
 
-    monkeypatch.setattr(ingest_module, "atomic_write_text", killed_at_summary)
+    monkeypatch.setattr(ledger_module, "atomic_write_text", killed_at_summary)
     with pytest.raises(OSError, match="killed"):
         run(incoming, data)
     monkeypatch.undo()
