@@ -5,6 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 MLFLOW_SERVER := $(VENV)/mlflow-server
+TF_CLIENT := $(VENV)/tf-client
 # Keep Prefect's database and settings inside the checkout unless the user chose a place.
 export PREFECT_HOME ?= $(CURDIR)/.prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
@@ -44,7 +45,21 @@ $(STAMP): pyproject.toml $(LOCK)
 	fi
 	touch $(STAMP)
 
-install: $(STAMP)
+# A client of the exported SavedModel with TensorFlow alone, as a server would have it
+# (tests/tasks/serving/test_saved_model_client.py): the locked TensorFlow wheel, nothing else.
+$(TF_CLIENT)/.installed-stamp: $(STAMP)
+	$(PYTHON) -m venv $(TF_CLIENT)
+	@set -e; uv=$$(command -v uv || echo $(BIN)/uv); \
+	tf=$$($(BIN)/python -c 'from tasks.core.environment import describe; p = describe()["packages"]; d = "tensorflow-cpu" if "tensorflow-cpu" in p else "tensorflow"; print(f"{d}=={p[d]}")'); \
+	echo "installing $$tf alone in $(TF_CLIENT)"; \
+	if [ -x "$$uv" ] || command -v "$$uv" >/dev/null; then \
+	  "$$uv" pip install --quiet --python $(TF_CLIENT)/bin/python "$$tf"; \
+	else \
+	  $(TF_CLIENT)/bin/python -m pip install --quiet "$$tf"; \
+	fi
+	touch $@
+
+install: $(STAMP) $(TF_CLIENT)/.installed-stamp
 
 ## Resolve pyproject.toml's ranges again into the locks (exact versions and hashes, every
 ## platform); commit the result. default.lock: the package alone; dev.lock: with [dev].

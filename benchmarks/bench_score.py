@@ -4,7 +4,10 @@ The reference is the per-review way: `--processes` separate `imdb-pipeline predi
 "<review>"` processes, each timed (wall, process start included), their mean extrapolated to
 `--reviews` reviews. The pipeline is one `imdb-pipeline score --input reviews.parquet --json`
 process on all of them (wall, process start, Prefect and model load included); the in-process
-scoring time from its JSON summary is reported beside it. Both run in the same invocation.
+scoring time from its JSON summary is reported beside it. The same `score` runs again on the
+export's SavedModel (`--model <export>/saved_model`; one is written to a temporary folder for
+an export made before it had one), with the largest difference between the two paths'
+probabilities. All run in the same invocation.
 Input: the first `--reviews` texts of unsup.parquet (else test.parquet) of the newest complete
 tokenised folder under <data-dir>/processed/; generated texts only if there is none.
 Prints one JSON line.
@@ -95,8 +98,11 @@ def main() -> None:
     mean = statistics.fmean(per_review)
 
     # Pipeline: one `score` process for all of them.
+    import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
+
+    from tasks.serving.saved_model import SAVED_MODEL_DIR, export_for
 
     with tempfile.TemporaryDirectory(prefix="bench-score-") as tmp:
         reviews = Path(tmp) / "reviews.parquet"
@@ -107,6 +113,17 @@ def main() -> None:
         seconds, stdout = run([*command, *argv, "--json"])
         summary = json.loads(stdout.strip().splitlines()[-1])
         rows = pq.read_metadata(output).num_rows
+        keras_prob = np.asarray(pq.read_table(output, columns=["probability"])["probability"])
+
+        # The SavedModel path: the same command on the export's saved_model/.
+        saved = model / SAVED_MODEL_DIR
+        if not saved.is_dir():
+            saved = export_for(model, Path(tmp) / SAVED_MODEL_DIR)
+        saved_argv = ["score", "--input", str(reviews), "--model", str(saved)]
+        saved_seconds, stdout = run([*command, *saved_argv, "--output", str(output), "--json"])
+        saved_summary = json.loads(stdout.strip().splitlines()[-1])
+        saved_prob = np.asarray(pq.read_table(output, columns=["probability"])["probability"])
+        size = sum(p.stat().st_size for p in saved.rglob("*") if p.is_file())
     if rows != len(texts) or summary["rows"] != len(texts):
         sys.exit(f"score wrote {rows} rows for {len(texts)} reviews")
 
@@ -127,6 +144,12 @@ def main() -> None:
                 "pipeline_scoring_reviews_per_second": summary["reviews_per_second"],
                 "speedup": round(extrapolated / seconds, 1),
                 "target": TARGET,
+                "saved_model_seconds": round(saved_seconds, 2),
+                "saved_model_reviews_per_second": round(len(texts) / saved_seconds, 1),
+                "saved_model_scoring_seconds": saved_summary["seconds"],
+                "saved_model_scoring_reviews_per_second": saved_summary["reviews_per_second"],
+                "saved_model_max_abs_diff": float(np.max(np.abs(saved_prob - keras_prob))),
+                "saved_model_mb": round(size / 2**20, 1),
                 "model": summary["model_id"],
                 "model_path": str(model),
             }

@@ -110,9 +110,13 @@ def atomic_dir(dest: Path) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
     try:
         yield tmp
-        for f in tmp.iterdir():
-            with f.open("rb") as fh:
-                os.fsync(fh.fileno())
+        # Every file and folder inside (a SavedModel has subfolders), deepest first.
+        for path in sorted(tmp.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+            if path.is_dir():
+                fsync_dir(path)
+            else:
+                with path.open("rb") as fh:
+                    os.fsync(fh.fileno())
         fsync_dir(tmp)
         replace_dir(tmp, dest)
     except BaseException:

@@ -31,6 +31,10 @@ def evaluate_export(model: Path, data_dir: Path = Path("data")) -> dict:
             f"{data_dir}/processed: run `imdb-pipeline prepare` with the model's data settings"
         )
     predictor = Predictor(model)
+    if predictor.saved_model is not None:
+        raise ValueError(
+            f"{model} is a SavedModel: evaluate takes its export folder (the folder above it)"
+        )
     # Padded as the model's tokenizer says (cards of older models do not name the setting).
     config = config.model_copy(update={"mask_padding": predictor.pad_end})
     metrics = evaluate.evaluate(predictor.model, data.split_path("test"), config)

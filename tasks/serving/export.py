@@ -1,4 +1,5 @@
-"""export_model: the selected model as .h5 and .keras, with its tokenizer and a model card.
+"""export_model: the selected model as .h5 and .keras, with its tokenizer and a model card,
+and as a SavedModel that takes raw text (`saved_model.py`: any TensorFlow stack can serve it).
 
 Loading the exported files (Keras 3.15), after `import tasks.training.layers` (the model's own
 layers, registered by name; `tasks.training.layers.load_model` imports and loads in one call):
@@ -21,6 +22,7 @@ from tasks.core import environment
 from tasks.core.atomic import atomic_dir
 from tasks.data import text
 from tasks.data.processed import ProcessedData
+from tasks.serving.saved_model import INPUT, SAVED_MODEL_DIR, SIGNATURE, write_saved_model
 
 H5_FILE = "sentiment-lstm.h5"
 KERAS_FILE = "model.keras"
@@ -70,6 +72,10 @@ def export(
         model.save(tmp / H5_FILE)
         shutil.copyfile(data.vocabulary_path, tmp / VOCAB_FILE)
         (tmp / TOKENIZER_FILE).write_text(json.dumps(tokenizer_settings(config), indent=2))
+        if config.mask_padding:  # front padding without a mask is not batch-independent
+            write_saved_model(
+                model, data.vocabulary(), config.sequence_length, tmp / SAVED_MODEL_DIR
+            )
         card = {
             "run_id": run_id,
             "selected_epoch": selected_epoch,
@@ -81,6 +87,17 @@ def export(
             "config": config.model_dump(mode="json"),
             "test_metrics": metrics,
             "environment": environment.describe(),
+            "saved_model": (
+                {
+                    "path": SAVED_MODEL_DIR,
+                    "signature": SIGNATURE,
+                    "input": {"name": INPUT, "dtype": "string", "shape": [None]},
+                    "outputs": {"probability": "float32 [None]", "label": "int64 [None]"},
+                    "tf_serving_request": {"instances": ["A wonderful film."]},
+                }
+                if config.mask_padding
+                else None
+            ),
         }
         (tmp / CARD_JSON).write_text(json.dumps(card, indent=2))
         (tmp / CARD_FILE).write_text(model_card(card))
@@ -100,6 +117,26 @@ def _start(card: dict[str, Any]) -> str:
     if source is None:
         return "Trained from scratch."
     return f"Warm-started from the weights of `{source}` (the champion of its night)."
+
+
+def _saved_model(card: dict[str, Any]) -> str:
+    if not card["config"].get("mask_padding", True):
+        return ""
+    return f"""- `{SAVED_MODEL_DIR}/`: TensorFlow SavedModel taking raw review text, the tokenizer
+  inside the graph (TensorFlow ops only); it needs `tensorflow` and nothing of this project.
+  Signature `{SIGNATURE}`: input `{INPUT}` (`tf.string`, shape `[None]`), outputs
+  `probability` (`float32`) and `label` (`int64`, 1 = positive at >= 0.5). In Python:
+
+  ```python
+  import tensorflow as tf
+  serve = tf.saved_model.load("{SAVED_MODEL_DIR}").signatures["{SIGNATURE}"]
+  serve(text=tf.constant(["A wonderful film."]))["probability"].numpy()
+  ```
+
+  TensorFlow Serving (the folder as version `1` of model `imdb`): `POST
+  /v1/models/imdb:predict` with the body `{{"instances": ["A wonderful film."]}}`; each
+  prediction is `{{"probability": ..., "label": ...}}`.
+"""
 
 
 def model_card(card: dict[str, Any]) -> str:
@@ -136,7 +173,7 @@ them by name), or call `tasks.training.layers.load_model`, which does both.
   model loaded from .h5 in Keras 3.15 cannot train: `Unknown variable` on `fit`).
 - `{VOCAB_FILE}`, `{TOKENIZER_FILE}`: the tokenizer (line i of the vocabulary is id i);
   `imdb-pipeline predict --model <this folder> "some review"` applies it.
-
+{_saved_model(card)}
 ## Data
 Tokenised data fingerprint `{card["data_fingerprint"]}` (the archive plus
 {len(card.get("data_incoming", ()))} accepted incoming files); config digest

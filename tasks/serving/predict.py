@@ -15,20 +15,27 @@ import pyarrow as pa
 from tasks.data import text
 from tasks.evaluation.evaluate import predict_split
 from tasks.serving.export import H5_FILE, KERAS_FILE, TOKENIZER_FILE, VOCAB_FILE
+from tasks.serving.saved_model import SavedModelScorer, is_saved_model
 from tasks.training.dataset import Split, keep_last
 
 BATCH = 512  # texts read and scored at a time by `predict`
 
 
 class Predictor:
-    """An exported model folder (or a .keras/.h5 file inside one), ready to score text."""
+    """An exported model folder (or a .keras/.h5 file inside one, or its saved_model/ folder),
+    ready to score text."""
 
     def __init__(self, model_path: Path) -> None:
         if not model_path.exists():
             raise FileNotFoundError(
                 f"{model_path} not found: --model must be an exported model folder "
-                "(artifacts/models/<run_id>) or a model file inside one"
+                "(artifacts/models/<run_id>), a model file inside one or its saved_model/"
             )
+        self.saved_model = None
+        if model_path.is_dir() and is_saved_model(model_path):
+            self.saved_model = SavedModelScorer(model_path)  # the tokenizer is in its graph
+            self.path = model_path
+            return
         folder = model_path if model_path.is_dir() else model_path.parent
         file = model_path if model_path.is_file() else folder / KERAS_FILE
         if not file.exists() and (folder / H5_FILE).exists():
@@ -37,7 +44,7 @@ class Predictor:
             if not needed.exists():
                 raise FileNotFoundError(
                     f"{needed} not found: --model must be an exported model folder "
-                    "(artifacts/models/<run_id>) or a model file inside one"
+                    "(artifacts/models/<run_id>), a model file inside one or its saved_model/"
                 )
         self.settings = json.loads((folder / TOKENIZER_FILE).read_text())
         if self.settings["tokenizer_version"] != text.TOKENIZER_VERSION:
@@ -61,6 +68,8 @@ class Predictor:
         """Probability that each text is positive (padded and batched exactly as in evaluation)."""
         if not texts:
             return np.zeros(0, dtype=np.float64)
+        if self.saved_model is not None:
+            return self.saved_model.predict(texts)
         return predict_split(self.model, self.encode(texts), self.pad_end)[1]
 
 

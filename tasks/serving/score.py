@@ -12,6 +12,7 @@ import hashlib
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,6 +24,7 @@ from tasks.core.atomic import atomic_write, atomic_write_text, fsync_dir
 from tasks.serving.champion import CHAMPION, ModelInfo, current_champion, model_info
 from tasks.serving.export import H5_FILE, KERAS_FILE, TOKENIZER_FILE, VOCAB_FILE
 from tasks.serving.predict import read_records
+from tasks.serving.saved_model import is_saved_model
 
 if TYPE_CHECKING:
     from tasks.serving.predict import Predictor
@@ -61,6 +63,8 @@ def resolve_model(model: str | Path, artifacts_dir: Path) -> ModelInfo:
         if not path.exists():
             raise FileNotFoundError(f"model {path} does not exist")
         folder = (path if path.is_dir() else path.parent).resolve()
+        if path.is_dir() and is_saved_model(path):  # scored by the SavedModel, named by its export
+            return replace(model_info(folder.parent), path=folder)
     needed = [folder / VOCAB_FILE, folder / TOKENIZER_FILE]
     if not (folder / KERAS_FILE).exists():
         needed.append(folder / H5_FILE)

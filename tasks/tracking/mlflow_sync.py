@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -391,7 +392,9 @@ def _experiment_id(client: Any) -> str:
 
 def _log_model(client: Any, mlflow_run_id: str, experiment_id: str, model_dir: Path) -> dict:
     """The exported model as an MLflow Keras model (a logged model of the run), from the export's
-    model.keras. Loading it needs this project's layers: `import tasks.training.layers` first."""
+    model.keras. Loading it needs this project's layers: `import tasks.training.layers` first.
+    The export's SavedModel (raw text in, TensorFlow alone to load) goes beside it, as the
+    logged model's `saved_model/` folder, for TF Serving and any other TensorFlow stack."""
     import keras
     import numpy as np
     import tensorflow as tf
@@ -401,6 +404,7 @@ def _log_model(client: Any, mlflow_run_id: str, experiment_id: str, model_dir: P
     from mlflow.types.schema import Schema, TensorSpec
 
     from tasks.serving.export import CARD_JSON, KERAS_FILE
+    from tasks.serving.saved_model import SAVED_MODEL_DIR, SIGNATURE
     from tasks.training.layers import load_model
 
     card = json.loads((model_dir / CARD_JSON).read_text())
@@ -433,8 +437,12 @@ def _log_model(client: Any, mlflow_run_id: str, experiment_id: str, model_dir: P
                 "imdb_run_id": model_dir.name,
                 "load": "import tasks.training.layers (this project's layers) before loading",
                 "input": "token ids of tokenizer.json (model-card/), padded as it says",
+                "saved_model": f"{SAVED_MODEL_DIR}/: TensorFlow SavedModel, signature "
+                f"{SIGNATURE}: raw review strings in, probability out; TensorFlow alone loads it",
             },
         )
+        if (model_dir / SAVED_MODEL_DIR).is_dir():
+            shutil.copytree(model_dir / SAVED_MODEL_DIR, local / SAVED_MODEL_DIR)
         client.log_model_artifacts(logged.model_id, str(local))
     client.finalize_logged_model(logged.model_id, "READY")
     step = int(card.get("selected_epoch") or 0)

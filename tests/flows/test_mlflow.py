@@ -216,6 +216,20 @@ def test_an_outage_loses_nothing_and_the_champion_alias_follows_promotions(
     np.testing.assert_allclose(
         served.predict(tokens, verbose=0), exported.predict(tokens, verbose=0)
     )
+    # And the SavedModel beside it downloads from the registry and scores raw text as the
+    # export's own does, with TensorFlow alone
+    import tensorflow as tf
+
+    local = mlflow.artifacts.download_artifacts(
+        f"models:/{MODEL}@champion/saved_model", dst_path=str(tmp_path / "from-registry")
+    )
+    texts = tf.constant(["a wonderful film", "dull and awful"])
+    mine = tf.saved_model.load(str(art / "models" / "night-2" / "saved_model"))
+    theirs = tf.saved_model.load(local)
+    np.testing.assert_allclose(
+        theirs.signatures["serving_default"](text=texts)["probability"].numpy(),
+        mine.signatures["serving_default"](text=texts)["probability"].numpy(),
+    )
 
     # When the operator rolls back by hand, then the link, the registry and the alias agree
     by_hand = ["--artifacts-dir", str(art), "--json"]

@@ -75,3 +75,35 @@ def test_fast_tokenizer_equals_the_regex_rules_on_every_real_review(real_data) -
 
     # Then they agree on every review
     assert fast.equals(reference)
+
+
+def test_the_saved_models_graph_tokenizer_gives_the_same_ids_on_every_real_review(
+    real_data,
+) -> None:
+    # Given every real review's text and the vocabulary of the real data
+    import tensorflow as tf
+
+    from tasks.data import text
+    from tasks.serving.saved_model import ServingGraph
+
+    data, _ = real_data
+    vocabulary = data.vocabulary()
+    graph = ServingGraph(None, vocabulary, 10**9)
+    tokens = tf.function(graph.tokens, input_signature=[tf.TensorSpec([None], tf.string)])
+    texts = [
+        t
+        for s in SPLITS
+        for t in pq.read_table(data.split_path(s), columns=["text"])["text"].to_pylist()
+    ]
+
+    # When the SavedModel's in-graph tokenizer and the project's give token ids
+    differ = []
+    for start in range(0, len(texts), 5000):
+        chunk = texts[start : start + 5000]
+        want = text.encode(text.tokenize(chunk), vocabulary).to_pylist()
+        got = tokens(tf.constant(chunk))
+        got = got.with_flat_values(graph.vocabulary.lookup(got.flat_values)).to_list()
+        differ += [start + i for i, (a, b) in enumerate(zip(want, got, strict=True)) if a != b]
+
+    # Then they are identical for all 100,000 reviews
+    assert len(texts) == 100_000 and differ == []

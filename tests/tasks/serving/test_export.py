@@ -22,12 +22,13 @@ def test_export_writes_the_model_folder(exported: Exported) -> None:
     # Given an exported model
     folder = exported.model_dir
 
-    # Then the folder has both model formats, the tokenizer and a model card, nothing else
+    # Then the folder has the three model formats, the tokenizer and a model card, nothing else
     assert folder == exported.config.artifacts_dir / "models" / "run-1"
     assert sorted(p.name for p in folder.iterdir()) == sorted(
         [
             "sentiment-lstm.h5",
             "model.keras",
+            "saved_model",
             "vocab.txt",
             "tokenizer.json",
             "model-card.md",
