@@ -14,7 +14,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 PREFECT_PORT ?= 4200
 POOL := imdb-process
 
-.PHONY: install lock install-gpu run prepare resume test test-fast lint bench server worker deploy clean
+.PHONY: install lock install-gpu run prepare resume test test-fast lint docs bench server worker deploy clean
 
 LOCK := requirements/dev.lock
 
@@ -117,10 +117,14 @@ lint: install
 	$(BIN)/ruff check flows tasks tests benchmarks
 	$(BIN)/ruff format --check flows tasks tests benchmarks
 
+## docs/config.md from tasks/config.py (a test checks it is current).
+docs: install
+	$(BIN)/python -m tasks.config_reference > docs/config.md
+
 bench: install
 	$(BIN)/python benchmarks/bench_prepare.py
 
-## Local Prefect server on its embedded SQLite in $(PREFECT_HOME) (PostgreSQL: see README).
+## Local Prefect server on its embedded SQLite in $(PREFECT_HOME) (PostgreSQL: see docs/operations.md).
 server: install
 	$(BIN)/prefect server start --host 127.0.0.1 --port $(PREFECT_PORT)
 

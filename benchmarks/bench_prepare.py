@@ -84,7 +84,7 @@ def pipeline_dask(workers: int) -> dict:
     from distributed import Client, LocalCluster
     from prefect import flow
 
-    from flows.prepare import dask_task_runner, tokenize_on_dask
+    from flows.shared import dask_task_runner, tokenize_on_dask
     from tasks.config import PipelineConfig
     from tasks.data.processed import TokenizeParams
 

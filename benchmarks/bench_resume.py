@@ -40,7 +40,7 @@ def _config(args: argparse.Namespace, artifacts: Path):
 
 def child(args: argparse.Namespace) -> None:
     """Train a new run from scratch (killed by the parent after its first checkpoint)."""
-    from flows.prepare import prepare_data
+    from flows.shared import prepare_data
     from tasks.core.runs import create_run
     from tasks.training.train import train
 

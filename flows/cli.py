@@ -150,7 +150,7 @@ def _run_resume(args: argparse.Namespace) -> dict:
 # evaluate, predict and score have nothing to orchestrate: they run the functions the flows
 # wrap, in this process, without importing Prefect.
 def _run_evaluate(args: argparse.Namespace) -> dict:
-    from tasks.evaluation.exported import evaluate_export
+    from tasks.serving.evaluate_export import evaluate_export
 
     return evaluate_export(args.model, args.data_dir)
 

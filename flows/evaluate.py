@@ -1,6 +1,6 @@
 """evaluate: re-evaluate an exported model on the test split of the data it was trained on.
 
-`imdb-pipeline evaluate` calls `tasks.evaluation.exported.evaluate_export` directly (no flow
+`imdb-pipeline evaluate` calls `tasks.serving.evaluate_export.evaluate_export` directly (no flow
 run: nothing to orchestrate); this flow is the same function as a Prefect run.
 """
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 from prefect import flow
 
-from tasks.evaluation.exported import evaluate_export
+from tasks.serving.evaluate_export import evaluate_export
 
 
 @flow(name="evaluate")

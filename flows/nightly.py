@@ -15,27 +15,18 @@ from pathlib import Path
 from prefect import flow
 from prefect.runtime import flow_run
 
-from flows.pipeline import finish_run
-from flows.prepare import prepare_data
+from flows.shared import conclude_night, finish_run, prepare_data
 from tasks.config import PipelineConfig
 from tasks.core.notify import on_flow_failure
 from tasks.core.runs import create_run
-from tasks.data.processed import ProcessedData
-from tasks.evaluation.steps import report_run
 from tasks.ingest.steps import batch_judge, ingest_incoming
 from tasks.ingest.validate import reference_keys
-from tasks.serving.champion import champion_scorer, current_champion
+from tasks.serving.champion import champion_scorer
 from tasks.serving.steps import (
     check_unchanged,
     plan_warm_start,
-    promote_model,
-    prune_runs,
-    score_waiting_reviews,
 )
-from tasks.tracking.steps import track_champion
 from tasks.training.warm import WARM_RECORD
-
-HELDOUT = "validation"  # the split champion and challenger are compared on
 
 
 # Named like the pipeline flow: `prefect deployment run 'imdb-pipeline/nightly'`, and the resume
@@ -78,42 +69,3 @@ def nightly(
         model_dir = Path(summary["model_dir"])
     summary.update(conclude_night(config, data, model_dir, keep_runs, summary["incoming"]))
     return summary
-
-
-def conclude_night(
-    config: PipelineConfig,
-    data: ProcessedData,
-    model_dir: Path | None,
-    keep_runs: int | None,
-    incoming: list[dict] | None = None,
-) -> dict:
-    """The night's end, also run by a resume of a nightly's run: decide about the new model
-    (once: a decision already recorded is reused) and add it to the run's report (with the
-    night's `incoming` files, when known), score the waiting reviews with the champion this
-    leaves, prune old runs."""
-    artifacts_dir = config.artifacts_dir.resolve()
-    models_dir = artifacts_dir / "models"
-    out: dict = {}
-    if model_dir is not None:
-        decision = promote_model(
-            models_dir,
-            model_dir,
-            data.split_path(HELDOUT),
-            config.promotion_alpha,
-            config.promotion_margin,
-            config.notify_url,
-        )
-        out["champion"] = asdict(decision)
-        run_dir = artifacts_dir / "runs" / model_dir.name
-        report_run(run_dir, model_dir, decision=out["champion"], incoming=incoming)
-    track_champion(config)  # MLflow's champion alias follows the link (when tracking is on)
-    champion = current_champion(models_dir)
-    out["champion_model"] = str(champion) if champion else None
-    out["scored"] = (
-        score_waiting_reviews(config.to_score_path, config.data_dir / "scored", champion)
-        if champion is not None
-        else []
-    )
-    if keep_runs is not None:
-        out["pruned"] = prune_runs(artifacts_dir, keep_runs)
-    return out

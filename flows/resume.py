@@ -3,7 +3,6 @@ evaluate and export (and, for a nightly's run, conclude the night: decision, sco
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from uuid import UUID
 
@@ -11,16 +10,15 @@ from prefect import flow
 from prefect.logging import get_run_logger
 from prefect.runtime import flow_run
 
-from flows.nightly import conclude_night
-from flows.pipeline import finish_run
-from flows.prepare import prepare_data
+from flows.shared import conclude_night, finish_run, prepare_data
 from tasks.config import PipelineConfig
 from tasks.core import environment
-from tasks.core.lock import Holder, RunLocked, acquire_run, release_run
+from tasks.core.lock import release_run
 from tasks.core.notify import notify, run_notify_url
-from tasks.core.runs import RunError, begin_resume, find_run, read_run_info, update_run_info
-from tasks.ingest.accepted import accepted_files
+from tasks.core.runs import begin_resume, find_run, read_run_info, take_over, update_run_info
+from tasks.data.accepted import accepted_files
 from tasks.training.checkpoint import Checkpoint, find_latest_checkpoint
+from tasks.training.resuming import check_compatible
 from tasks.training.warm import WARM_RECORD, WarmStart
 
 DEFAULT_ARTIFACTS = Path("artifacts")
@@ -48,7 +46,11 @@ def resume(
     run_dir = find_run(artifacts_dir.resolve(), run_id, flow_run_id)
     if automatic and flow_run_id:
         report_crash(run_dir, flow_run_id)
-    if not take_over(run_dir, automatic, wait_for_writer_s):
+    logger = get_run_logger()
+    taken = take_over(
+        run_dir, flow_run.get_id(), automatic, wait_for_writer_s, logger.info, logger.warning
+    )
+    if not taken:
         return {"flow": "resume", "run_id": run_dir.name, "status": "running elsewhere"}
     try:
         return _resume(
@@ -81,37 +83,6 @@ def report_crash(run_dir: Path, flow_run_id: str) -> None:
         flow_run_id=flow_run_id,
         state=state.name,
     )
-
-
-def take_over(run_dir: Path, automatic: bool, wait_s: float) -> bool:
-    """Become the run's one writer: True once this process holds its lock; False if an
-    automatic resume found the writer alive past `wait_s`; RunError for a manual one."""
-    logger = get_run_logger()
-
-    def waiting(holder: Holder | None) -> None:
-        who = holder.describe() if holder else "another process"
-        logger.info(
-            "run %s is still written by %s: waiting up to %.0f s", run_dir.name, who, wait_s
-        )
-
-    try:
-        previous = acquire_run(
-            run_dir, flow_run.get_id(), wait_s=wait_s if automatic else 0.0, on_wait=waiting
-        )
-    except RunLocked as exc:
-        if not automatic:
-            raise RunError(f"{exc}: not resuming it (stop that process first)") from exc
-        logger.warning(
-            "%s and did not finish within %.0f s: leaving it to that writer", exc, wait_s
-        )
-        return False
-    if previous is not None and previous.pid != os.getpid():
-        logger.info(
-            "run %s: its last writer, %s, no longer holds it",
-            run_dir.name,
-            previous.describe(),
-        )
-    return True
 
 
 def _resume(
@@ -210,27 +181,3 @@ def artifacts_dir_of(flow_run_id: str) -> Path:
         return Path(params["artifacts_dir"])
     config = params.get("config") or {}
     return Path(config.get("artifacts_dir") or DEFAULT_ARTIFACTS)
-
-
-def check_compatible(
-    run_dir: Path, info: dict, config: PipelineConfig, fingerprint: str, latest: Checkpoint | None
-) -> None:
-    """Refuse to continue a run with other settings or data than it started with."""
-    if info.get("data_fingerprint") != fingerprint:
-        raise RunError(
-            f"run {run_dir.name} was trained on data {info.get('data_fingerprint')}, but the "
-            f"archive and settings now give {fingerprint}: start a new run instead"
-        )
-    if latest is None:
-        return
-    written_with = latest.manifest.get("config_digest")
-    if written_with != config.digest():
-        raise RunError(
-            f"checkpoint {latest.path} was written with config {written_with}, "
-            f"run.json now gives {config.digest()}: the run's settings were changed"
-        )
-    trained_on = latest.manifest.get("data_fingerprint")
-    if trained_on != fingerprint:
-        raise RunError(
-            f"checkpoint {latest.path} was trained on data {trained_on}, not {fingerprint}"
-        )

@@ -202,8 +202,8 @@ class PipelineConfig(BaseModel):
     dropout: float = Field(0.3, ge=0, lt=1, description="dropout before the output layer")
 
     # Training
-    # The fast setting, 2.5x quicker and 0.24 points less accurate on test (p = 0.0016, README
-    # *Results*): --batch-size 256 --learning-rate 0.004 --epochs 4 --word2vec-epochs 3.
+    # The fast setting, 2.5x quicker and 0.24 points less accurate on test (p = 0.0016,
+    # docs/model.md): --batch-size 256 --learning-rate 0.004 --epochs 4 --word2vec-epochs 3.
     batch_size: int = Field(64, ge=1, le=65_536)
     epochs: int = Field(5, ge=1, le=1000)
     warm_start_epochs: int = Field(
@@ -271,7 +271,7 @@ class PipelineConfig(BaseModel):
         ),
         json_schema_extra=roles(NIGHTLY),
     )
-    # Batch checks of each new incoming file (`tasks/ingest/batch.py`; defaults: README)
+    # Batch checks of each new incoming file (`tasks/ingest/batch.py`; defaults: docs/nightly.md)
     batch_checks: bool = Field(
         True,
         description="hold a new incoming file whose labels or words do not look like the archive's",

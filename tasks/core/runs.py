@@ -7,20 +7,31 @@ import json
 import os
 import shutil
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from tasks.config import PipelineConfig
 from tasks.core import environment
 from tasks.core.atomic import atomic_write_text
-from tasks.core.lock import acquire_run
+from tasks.core.lock import Holder, RunLocked, acquire_run
 from tasks.core.notify import notify, run_notify_url
-from tasks.data.processed import ProcessedData
 
 RUN_FILE = "run.json"
 HISTORY_FILE = "history.csv"  # one row per finished epoch (tasks/training/callback.py)
 _FINISHED = ("completed", "abandoned")
+
+
+class DataVersion(Protocol):
+    """What a run records of its data (`tasks.data.processed.ProcessedData` is one)."""
+
+    @property
+    def fingerprint(self) -> str: ...
+    @property
+    def path(self) -> Path: ...
+    @property
+    def incoming(self) -> tuple[str, ...]: ...
 
 
 class RunError(LookupError):
@@ -34,7 +45,7 @@ def new_run_id() -> str:
 def create_run(
     artifacts_dir: Path,
     config: PipelineConfig,
-    data: ProcessedData,
+    data: DataVersion,
     run_id: str | None = None,
     flow_run_id: str | None = None,
     **extra: Any,
@@ -192,3 +203,34 @@ def prune_runs(artifacts_dir: Path, keep: int, protect: set[str]) -> list[str]:
         shutil.rmtree(artifacts_dir / "models" / path.name, ignore_errors=True)
         removed.append(path.name)
     return removed
+
+
+def take_over(
+    run_dir: Path,
+    flow_run_id: str | None,
+    automatic: bool,
+    wait_s: float,
+    log: Callable[[str], None],
+    warn: Callable[[str], None],
+) -> bool:
+    """Become the run's one writer: True once this process holds its lock. An automatic resume
+    waits up to `wait_s` for a live writer and returns False if it still lives (the
+    orchestrator was wrong about a crash); a manual one raises RunLocked's message as RunError
+    at once, so a person sees who holds the run."""
+
+    def waiting(holder: Holder | None) -> None:
+        who = holder.describe() if holder else "another process"
+        log(f"run {run_dir.name} is still written by {who}: waiting up to {wait_s:.0f} s")
+
+    try:
+        previous = acquire_run(
+            run_dir, flow_run_id, wait_s=wait_s if automatic else 0.0, on_wait=waiting
+        )
+    except RunLocked as exc:
+        if not automatic:
+            raise RunError(f"{exc}: not resuming it (stop that process first)") from exc
+        warn(f"{exc} and did not finish within {wait_s:.0f} s: leaving it to that writer")
+        return False
+    if previous is not None and previous.pid != os.getpid():
+        log(f"run {run_dir.name}: its last writer, {previous.describe()}, no longer holds it")
+    return True

@@ -17,7 +17,7 @@ from tasks.data import fetch, tokenize
 from tasks.data.processed import ProcessedData, TokenizeParams
 
 if TYPE_CHECKING:
-    from tasks.ingest.accepted import AcceptedFile
+    from tasks.data.accepted import AcceptedFile
 
 
 @task(name="fetch_archive", retries=1, retry_delay_seconds=10)

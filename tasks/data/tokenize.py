@@ -44,7 +44,7 @@ from tasks.data.reviews import (
 )
 
 if TYPE_CHECKING:
-    from tasks.ingest.accepted import AcceptedFile
+    from tasks.data.accepted import AcceptedFile
 
 METADATA_KEY = b"imdb_pipeline"
 _THREADS = min(os.cpu_count() or 1, 8)

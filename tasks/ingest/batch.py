@@ -15,7 +15,7 @@ A check fails only when its figure is beyond the tolerance (`batch_max_label_shi
 `batch_max_agreement_drop`, `batch_max_oov_increase`) *and* the difference is significant at
 `batch_alpha` (an exact binomial test for the two shares, a one-sided z-test for the OOV rate):
 a large file a little off passes, and so does a tiny file that is off by chance. A file with a
-failed check is held (`held`). The README gives the spread of each figure over random slices of
+failed check is held (`held`). docs/nightly.md gives the spread of each figure over random slices of
 the archive, which the defaults are set from.
 """
 

@@ -21,14 +21,14 @@ from typing import Any
 from tasks.core.atomic import fsync_dir
 from tasks.core.environment import who
 from tasks.core.lock import exclusive
-from tasks.ingest import ledger
-from tasks.ingest.accepted import (
+from tasks.data.accepted import (
     ACCEPTED_DIR,
     HELD_DIR,
     QUARANTINE_DIR,
     REJECTED_DIR,
     load_one,
 )
+from tasks.ingest import ledger
 
 LOCK = ".ledger.lock"  # in the quarantine folder: one ingest or decision at a time
 _DESTINATION = {ledger.RELEASE: ACCEPTED_DIR, ledger.REJECT: REJECTED_DIR}

@@ -33,8 +33,7 @@ from typing import Any, Literal
 import pyarrow as pa
 
 from tasks.core.atomic import atomic_write, atomic_write_text, file_sha256
-from tasks.ingest import ledger
-from tasks.ingest.accepted import (
+from tasks.data.accepted import (
     ACCEPTED_DIR,
     HELD_DIR,
     QUARANTINE_DIR,
@@ -43,6 +42,7 @@ from tasks.ingest.accepted import (
     read_accepted,
     write_accepted,
 )
+from tasks.ingest import ledger
 from tasks.ingest.batch import Check
 from tasks.ingest.held import ledger_locked, settle
 from tasks.ingest.read import IncomingFileError, read_incoming

@@ -40,6 +40,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from tasks.data import text
+from tasks.data.accepted import ACCEPTED_SCHEMA
 from tasks.data.processed import ProcessedData
 
 EMPTY = "empty_text"
@@ -56,18 +57,6 @@ LABELS: dict[str, int] = {"pos": 1, "positive": 1, "1": 1, "neg": 0, "negative":
 _LABEL_CHOICES = "pos/neg/positive/negative/1/0"
 TEXT_EXCERPT = 200  # characters of a rejected row's text kept in the quarantine file
 _MOVIE = re.compile(r"tt\d+")
-
-ACCEPTED_SCHEMA = pa.schema(
-    [
-        pa.field("id", pa.string(), nullable=False),
-        pa.field("text", pa.string(), nullable=False),
-        pa.field("label", pa.int8(), nullable=False),  # 1 positive, 0 negative
-        pa.field("movie", pa.string()),
-        pa.field("rating", pa.int8()),  # 1..10
-        pa.field("text_key", pa.string(), nullable=False),  # see text_keys
-        pa.field("line", pa.int64(), nullable=False),  # where the row is in its source file
-    ]
-)
 
 
 @dataclass(frozen=True)

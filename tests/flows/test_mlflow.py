@@ -24,7 +24,7 @@ from flows.nightly import nightly
 from flows.resume import resume
 from tasks.core.atomic import file_sha256
 from tasks.serving import champion, registry
-from tasks.tracking import mlflow_sync
+from tasks.tracking import mlflow_runs, mlflow_sync
 from tests.imdb_fixtures import review_text, tiny_config, train_argv
 from tests.mlflow_server import (
     LocalMlflow,
@@ -51,7 +51,7 @@ def mlflow_server(request: pytest.FixtureRequest, tmp_path_factory) -> LocalMlfl
 
 
 def tagged_runs(client, run_id: str) -> list:
-    experiment = client.get_experiment_by_name(mlflow_sync.EXPERIMENT)
+    experiment = client.get_experiment_by_name(mlflow_runs.EXPERIMENT)
     return client.search_runs(
         [experiment.experiment_id], filter_string=f"tags.`imdb.run_id` = '{run_id}'"
     )

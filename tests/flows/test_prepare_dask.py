@@ -18,7 +18,8 @@ from prefect.client.schemas.filters import (
 )
 
 from flows.cli import DATA_FIELDS, build_parser, config_from_args
-from flows.prepare import dask_task_runner, prepare
+from flows.prepare import prepare
+from flows.shared import dask_task_runner
 from tasks.config import PipelineConfig
 from tasks.core.atomic import file_sha256
 from tasks.data import tokenize

@@ -109,3 +109,32 @@ def test_the_holding_process_may_take_it_again(tmp_path: Path) -> None:
     finally:
         release_run(tmp_path)
     release_run(tmp_path)  # releasing what is not held does nothing
+
+
+def test_taking_over_a_live_run_refuses_a_person_and_leaves_it_to_an_automatic_resume(
+    child_holding,
+) -> None:
+    from tasks.core.runs import RunError, take_over
+
+    run_dir, _ = child_holding
+    said: list[str] = []
+    # When a person resumes a run another live process writes, then it is refused, naming it
+    with pytest.raises(RunError, match="flow-run-of-the-child.*not resuming it"):
+        take_over(run_dir, "mine", False, 0.0, said.append, said.append)
+    # When an automatic resume finds it alive past its wait, then it leaves the run be
+    assert take_over(run_dir, "mine", True, 0.2, said.append, said.append) is False
+    assert any("waiting up to 0 s" in s for s in said)
+    assert any("leaving it to that writer" in s for s in said)
+    assert not holds(run_dir)
+
+
+def test_taking_over_a_dead_writers_run_names_the_last_writer(child_holding) -> None:
+    from tasks.core.runs import take_over
+
+    run_dir, proc = child_holding
+    proc.kill()
+    proc.wait()
+    said: list[str] = []
+    assert take_over(run_dir, "mine", True, 5.0, said.append, said.append) is True
+    assert holds(run_dir) and any("no longer holds it" in s for s in said)
+    release_run(run_dir)

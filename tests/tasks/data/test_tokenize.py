@@ -630,7 +630,7 @@ def test_an_archive_without_unlabelled_reviews_still_prepares_and_says_so(
 
 def _accepted(root: Path, sha: str, rows: list[dict]):
     """An accepted incoming file (as the ingest stage writes it) holding `rows`."""
-    from tasks.ingest.accepted import write_accepted
+    from tasks.data.accepted import write_accepted
     from tasks.ingest.validate import ACCEPTED_SCHEMA, text_keys
 
     texts = [r["text"] for r in rows]

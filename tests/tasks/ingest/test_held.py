@@ -10,8 +10,8 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
+from tasks.data.accepted import read_accepted
 from tasks.ingest import held, ledger
-from tasks.ingest.accepted import read_accepted
 from tasks.ingest.batch import Check
 from tests.tasks.ingest.test_ingest import Log, good_rows, run, snapshot, write_jsonl
 

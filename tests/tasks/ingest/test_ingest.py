@@ -11,9 +11,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from tasks.data.accepted import load_accepted, read_accepted
 from tasks.ingest import ingest as ingest_module
 from tasks.ingest import ledger as ledger_module
-from tasks.ingest.accepted import load_accepted, read_accepted
 from tasks.ingest.ingest import IngestedFile, IngestReport, ingest_folder
 from tasks.ingest.validate import text_keys
 from tests.imdb_fixtures import review_text

@@ -10,7 +10,7 @@ import mlflow
 import pytest
 
 from tasks.core.runs import read_run_info, update_run_info
-from tasks.tracking import mlflow_sync
+from tasks.tracking import mlflow_runs, mlflow_sync
 from tests.mlflow_server import LocalMlflow, dead_uri, shared_mlflow
 from tests.tasks.tracking.run_folders import make_run, write_history
 
@@ -26,7 +26,7 @@ def steps(client, mlflow_run_id: str, key: str) -> list[tuple[int, float]]:
 
 
 def runs_tagged(client, run_id: str) -> list:
-    experiment = client.get_experiment_by_name(mlflow_sync.EXPERIMENT)
+    experiment = client.get_experiment_by_name(mlflow_runs.EXPERIMENT)
     return client.search_runs(
         [experiment.experiment_id], filter_string=f"tags.`imdb.run_id` = '{run_id}'"
     )

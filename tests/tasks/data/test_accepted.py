@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tasks.ingest.accepted import (
+from tasks.data.accepted import (
     ACCEPTED_DIR,
     QUARANTINE_DIR,
     ROWS_SCHEMA,

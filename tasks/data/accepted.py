@@ -2,7 +2,7 @@
 (Held and rejected rows use the same layout under held/ and rejected/.)
 
 `data/accepted/<first 16 hex digits of the file's sha256>/` holds rows.parquet (the accepted
-rows, `validate.ACCEPTED_SCHEMA`) and manifest.json (sha256, name, rows, ingested_at and the
+rows, `ACCEPTED_SCHEMA`) and manifest.json (sha256, name, rows, ingested_at and the
 file record of rows.parquet), written last and the folder published atomically: a folder
 either verifies whole or is not data. The set of accepted files is part of the data version.
 """
@@ -21,7 +21,6 @@ import pyarrow.parquet as pq
 
 from tasks.core.atomic import atomic_dir, atomic_write_text, file_record, verified_manifest
 from tasks.data.reviews import DataError
-from tasks.ingest.validate import ACCEPTED_SCHEMA
 
 ACCEPTED_DIR = "accepted"  # under the data folder
 # Rows of files that failed the batch checks, in the same layout: waiting for an operator, and
@@ -31,6 +30,18 @@ REJECTED_DIR = "rejected"
 QUARANTINE_DIR = "quarantine"  # under the data folder: rejected rows, unreadable files, ledger
 ROWS = "rows.parquet"
 MANIFEST = "manifest.json"
+# The accepted rows of an incoming file (tasks.ingest.validate checks them).
+ACCEPTED_SCHEMA = pa.schema(
+    [
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("text", pa.string(), nullable=False),
+        pa.field("label", pa.int8(), nullable=False),  # 1 positive, 0 negative
+        pa.field("movie", pa.string()),
+        pa.field("rating", pa.int8()),  # 1..10
+        pa.field("text_key", pa.string(), nullable=False),  # see text_keys
+        pa.field("line", pa.int64(), nullable=False),  # where the row is in its source file
+    ]
+)
 # What read_accepted returns: the accepted rows and the checksum of the file each came from.
 ROWS_SCHEMA = ACCEPTED_SCHEMA.append(pa.field("source_sha256", pa.string(), nullable=False))
 
