@@ -37,9 +37,9 @@ def main() -> None:
     from tasks.config import PipelineConfig
     from tasks.data import text
     from tasks.data.prepared import already_prepared
+    from tasks.serving.exported import SAVED_MODEL_DIR
     from tasks.serving.predict import Predictor
     from tasks.serving.saved_model import (
-        SAVED_MODEL_DIR,
         SavedModelScorer,
         ServingGraph,
         export_for,

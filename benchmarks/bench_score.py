@@ -102,7 +102,8 @@ def main() -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from tasks.serving.saved_model import SAVED_MODEL_DIR, export_for
+    from tasks.serving.exported import SAVED_MODEL_DIR
+    from tasks.serving.saved_model import export_for
 
     with tempfile.TemporaryDirectory(prefix="bench-score-") as tmp:
         reviews = Path(tmp) / "reviews.parquet"

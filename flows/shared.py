@@ -22,6 +22,7 @@ from tasks.data.processed import ProcessedData, TokenizeParams
 from tasks.data.steps import fetch_archive, publish_data_summary, submit_shard, tokenize_reviews
 from tasks.data.tokenize import tokenize_archive
 from tasks.evaluation.steps import evaluate_model, report_run
+from tasks.layout import DataLayout
 from tasks.pretraining.steps import pretrain_word_vectors
 from tasks.serving.champion import current_champion
 from tasks.serving.steps import export_model, promote_model, prune_runs, score_waiting_reviews
@@ -43,14 +44,13 @@ def prepare_data(config: PipelineConfig, incoming: Sequence[AcceptedFile] = ()) 
     damaged one is (re)built."""
     runner = dask_task_runner(config) if config.task_runner == "dask" else None  # fails fast
     data_dir = config.data_dir.resolve()
-    archive = fetch_archive(config.source, data_dir / "raw", config.expected_sha256())
+    layout = DataLayout(data_dir)
+    archive = fetch_archive(config.source, layout.raw, config.expected_sha256())
     params = TokenizeParams.from_config(config)
     if runner is not None:
         tokenize_sharded = tokenize_on_dask.with_options(task_runner=runner)
-        return tokenize_sharded(
-            archive.path, archive.sha256, data_dir / "processed", params, incoming
-        )
-    return tokenize_reviews(archive.path, archive.sha256, data_dir / "processed", params, incoming)
+        return tokenize_sharded(archive.path, archive.sha256, layout.processed, params, incoming)
+    return tokenize_reviews(archive.path, archive.sha256, layout.processed, params, incoming)
 
 
 def dask_task_runner(config: PipelineConfig) -> DaskTaskRunner:
@@ -177,7 +177,7 @@ def conclude_night(
     champion = current_champion(models_dir)
     out["champion_model"] = str(champion) if champion else None
     out["scored"] = (
-        score_waiting_reviews(config.to_score_path, config.data_dir / "scored", champion)
+        score_waiting_reviews(config.to_score_path, DataLayout(config.data_dir).scored, champion)
         if champion is not None
         else []
     )

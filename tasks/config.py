@@ -12,6 +12,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from tasks.layout import DataLayout
+
 DEFAULT_SOURCE = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
 DEFAULT_SHA256 = "c40f74a18d3b61f90feba1e17730e0d38e8b97c05fde7008942e91923d1658fe"
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -380,12 +382,12 @@ class PipelineConfig(BaseModel):
     @property
     def incoming_path(self) -> Path:
         """Where new labelled review files wait (and where `incoming_sources` are fetched to)."""
-        return self.incoming_dir or self.data_dir / "incoming"
+        return self.incoming_dir or DataLayout(self.data_dir).incoming
 
     @property
     def to_score_path(self) -> Path:
         """Where reviews wait for the nightly's batch scoring."""
-        return self.to_score_dir or self.data_dir / "to-score"
+        return self.to_score_dir or DataLayout(self.data_dir).to_score
 
     def expected_sha256(self) -> str | None:
         """The digest to verify against: given, or the official one for the official URL."""

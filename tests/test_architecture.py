@@ -28,7 +28,7 @@ def layer(module: str) -> str | None:
         return "flows"
     if parts[0] != "tasks" or len(parts) == 1:
         return None
-    return "config" if parts[1] in ("config", "config_reference") else parts[1]
+    return "config" if parts[1] in ("config", "config_reference", "layout") else parts[1]
 
 
 def imports(path: Path) -> list[tuple[int, str]]:

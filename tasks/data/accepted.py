@@ -21,13 +21,8 @@ import pyarrow.parquet as pq
 
 from tasks.core.atomic import atomic_dir, atomic_write_text, file_record, verified_manifest
 from tasks.data.reviews import DataError
+from tasks.layout import DataLayout
 
-ACCEPTED_DIR = "accepted"  # under the data folder
-# Rows of files that failed the batch checks, in the same layout: waiting for an operator, and
-# once rejected by one. Neither is in any data version; a release moves the folder to accepted.
-HELD_DIR = "held"
-REJECTED_DIR = "rejected"
-QUARANTINE_DIR = "quarantine"  # under the data folder: rejected rows, unreadable files, ledger
 ROWS = "rows.parquet"
 MANIFEST = "manifest.json"
 # The accepted rows of an incoming file (tasks.ingest.validate checks them).
@@ -127,12 +122,12 @@ def read_accepted(files: Sequence[AcceptedFile]) -> pa.Table:
 def accepted_files(data_dir: Path, sha256s: Sequence[str]) -> tuple[AcceptedFile, ...]:
     """The verified accepted files with these checksums (those a run's data version holds),
     in that order; DataError naming any that is missing or damaged."""
-    found = {f.sha256: f for f in load_accepted(data_dir / ACCEPTED_DIR)}
+    found = {f.sha256: f for f in load_accepted(DataLayout(data_dir).accepted)}
     missing = [sha[:12] for sha in sha256s if sha not in found]
     if missing:
         raise DataError(
             f"accepted incoming data {', '.join(missing)} is missing or damaged under "
-            f"{data_dir / ACCEPTED_DIR}; the next nightly ingests its file again if it is "
+            f"{DataLayout(data_dir).accepted}; the next nightly ingests its file again if it is "
             "still in the incoming folder"
         )
     return tuple(found[sha] for sha in sha256s)

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from tasks.config import PipelineConfig
 from tasks.data import fetch
 from tasks.data.processed import ProcessedData, TokenizeParams, fingerprint, load_processed
+from tasks.layout import DataLayout
 
 
 def already_prepared(
@@ -21,12 +22,12 @@ def already_prepared(
 ) -> ProcessedData | None:
     """The tokenised data `prepare(config)` would return, if it is already there and verifies
     for an archive that needs no download and verifies too; else None (the flow must run)."""
-    data_dir = config.data_dir.resolve()
-    archive = fetch.cached(config.source, data_dir / "raw", config.expected_sha256(), log=log)
+    layout = DataLayout(config.data_dir.resolve())
+    archive = fetch.cached(config.source, layout.raw, config.expected_sha256(), log=log)
     if archive is None:
         return None
     params = TokenizeParams.from_config(config)
-    data = load_processed(data_dir / "processed" / fingerprint(archive.sha256, params))
+    data = load_processed(layout.processed / fingerprint(archive.sha256, params))
     if data is not None:
         log(
             f"verified {archive.path} ({archive.size:,} bytes, sha256 {archive.sha256}) and "

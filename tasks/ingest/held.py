@@ -21,17 +21,11 @@ from typing import Any
 from tasks.core.atomic import fsync_dir
 from tasks.core.environment import who
 from tasks.core.lock import exclusive
-from tasks.data.accepted import (
-    ACCEPTED_DIR,
-    HELD_DIR,
-    QUARANTINE_DIR,
-    REJECTED_DIR,
-    load_one,
-)
+from tasks.data.accepted import load_one
 from tasks.ingest import ledger
+from tasks.layout import DataLayout
 
 LOCK = ".ledger.lock"  # in the quarantine folder: one ingest or decision at a time
-_DESTINATION = {ledger.RELEASE: ACCEPTED_DIR, ledger.REJECT: REJECTED_DIR}
 
 
 class IncomingError(ValueError):
@@ -41,7 +35,7 @@ class IncomingError(ValueError):
 @contextmanager
 def ledger_locked(data_dir: Path) -> Iterator[None]:
     """The ledger and the row folders for this block alone (an ingest, or a decision)."""
-    quarantine = data_dir / QUARANTINE_DIR
+    quarantine = DataLayout(data_dir).quarantine
     quarantine.mkdir(parents=True, exist_ok=True)
     with exclusive(quarantine / LOCK):
         yield
@@ -51,15 +45,20 @@ def settle(data_dir: Path) -> list[str]:
     """Carry out every recorded decision whose folder has not moved yet; the names moved.
     (Call it holding `ledger_locked`.)"""
     moved = []
-    for entry in ledger.read_ledger(data_dir / QUARANTINE_DIR).values():
+    for entry in ledger.read_ledger(DataLayout(data_dir).quarantine).values():
         decisions = entry.summary.get("decisions") or []
         if not entry.summary.get("held") or not decisions:
             continue
-        source = data_dir / HELD_DIR / entry.sha256[:16]
+        source = DataLayout(data_dir).held / entry.sha256[:16]
         if source.is_dir():
-            _move(source, data_dir / _DESTINATION[decisions[-1]["action"]])
+            _move(source, _destination(DataLayout(data_dir), decisions[-1]["action"]))
             moved.append(entry.name)
     return moved
+
+
+def _destination(layout: DataLayout, action: str) -> Path:
+    """Where a decision moves a held file's rows."""
+    return layout.accepted if action == ledger.RELEASE else layout.rejected
 
 
 def _move(source: Path, root: Path) -> None:
@@ -97,7 +96,7 @@ def list_incoming(data_dir: Path, status: str | None = None) -> list[dict[str, A
         raise IncomingError(f"unknown status {status!r}: one of {', '.join(ledger.STATUSES)}")
     with ledger_locked(data_dir):
         settle(data_dir)
-        entries = ledger.read_ledger(data_dir / QUARANTINE_DIR).values()
+        entries = ledger.read_ledger(DataLayout(data_dir).quarantine).values()
     rows = [describe(e) for e in entries if status is None or e.status == status]
     return sorted(rows, key=lambda r: (r["ingested_at"] or "", r["file"]), reverse=True)
 
@@ -128,17 +127,17 @@ def decide(data_dir: Path, name_or_sha: str, action: str, reason: str | None) ->
     """Release or reject a held file (see the module docstring); the file as listed after.
     IncomingError, with nothing changed, for a file that is not held or whose rows are
     damaged."""
-    if action not in _DESTINATION:
+    if action not in (ledger.RELEASE, ledger.REJECT):
         raise IncomingError(f"unknown action {action!r}")
     with ledger_locked(data_dir):
         settle(data_dir)
-        entry = find(ledger.read_ledger(data_dir / QUARANTINE_DIR), name_or_sha)
+        entry = find(ledger.read_ledger(DataLayout(data_dir).quarantine), name_or_sha)
         if entry.status != "held":
             raise IncomingError(
                 f"{entry.name} ({entry.sha256[:12]}) is not held: it is {entry.status}; only a "
                 "held file can be released or rejected"
             )
-        folder = data_dir / HELD_DIR / entry.sha256[:16]
+        folder = DataLayout(data_dir).held / entry.sha256[:16]
         rows, damage = load_one(folder)
         if rows is None:
             raise IncomingError(
@@ -152,5 +151,5 @@ def decide(data_dir: Path, name_or_sha: str, action: str, reason: str | None) ->
             "reason": reason,
         }
         entry = entry.decided(decision)
-        _move(folder, data_dir / _DESTINATION[action])
+        _move(folder, _destination(DataLayout(data_dir), action))
     return describe(entry)

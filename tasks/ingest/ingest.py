@@ -34,9 +34,6 @@ import pyarrow as pa
 
 from tasks.core.atomic import atomic_write, atomic_write_text, file_sha256
 from tasks.data.accepted import (
-    ACCEPTED_DIR,
-    HELD_DIR,
-    QUARANTINE_DIR,
     AcceptedFile,
     load_accepted,
     read_accepted,
@@ -47,6 +44,7 @@ from tasks.ingest.batch import Check
 from tasks.ingest.held import ledger_locked, settle
 from tasks.ingest.read import IncomingFileError, read_incoming
 from tasks.ingest.validate import UNREADABLE, Validated, validate_rows
+from tasks.layout import DataLayout
 
 log = logging.getLogger(__name__)
 
@@ -120,9 +118,10 @@ class _Ingest:
         progress: Callable[[str], None],
         warn: Callable[[str], None],
     ) -> None:
-        self.accepted_root = data_dir / ACCEPTED_DIR
-        self.held_root = data_dir / HELD_DIR
-        self.quarantine = data_dir / QUARANTINE_DIR
+        layout = DataLayout(data_dir)
+        self.accepted_root = layout.accepted
+        self.held_root = layout.held
+        self.quarantine = layout.quarantine
         self.reference = reference
         self.max_chars = max_chars
         self.judge = judge

@@ -8,6 +8,7 @@ from prefect.logging import get_run_logger
 
 from tasks.config import PipelineConfig
 from tasks.data.processed import ProcessedData
+from tasks.layout import DataLayout
 from tasks.pretraining.word2vec import WordVectors, learn_word_vectors
 
 
@@ -21,5 +22,5 @@ def pretrain_word_vectors(
     version that adds accepted reviews to `base`, the archive's, perhaps carried over."""
     if config.word_vectors == "none":
         return None
-    root = config.data_dir.resolve() / "pretrained"
+    root = DataLayout(config.data_dir.resolve()).pretrained
     return learn_word_vectors(data, config, root, progress=get_run_logger().info, base=base)

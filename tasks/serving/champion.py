@@ -8,7 +8,6 @@ is at most `margin` less accurate. Every decision and promotion is appended to t
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
@@ -21,7 +20,7 @@ from tasks.config import PipelineConfig
 from tasks.core.atomic import fsync_dir
 from tasks.evaluation.stats import mcnemar
 from tasks.serving import registry
-from tasks.serving.export import CARD_JSON, KERAS_FILE, VOCAB_FILE
+from tasks.serving.exported import ExportedModel
 from tasks.training.warm import WarmStart
 
 CHAMPION = "champion"
@@ -66,16 +65,13 @@ def current_champion(models_dir: Path) -> Path | None:
     if not link.is_symlink():
         return None
     target = link.resolve()
-    return target if (target / KERAS_FILE).exists() else None
+    return target if ExportedModel(target).keras.exists() else None
 
 
 def model_info(model_dir: Path) -> ModelInfo:
     """The model card's data version, incoming files and config digest (None where an older
     export does not record them)."""
-    try:
-        card = json.loads((model_dir / CARD_JSON).read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        card = {}
+    card = ExportedModel(model_dir).card()
     return ModelInfo(
         path=model_dir,
         run_id=model_dir.name,
@@ -152,7 +148,8 @@ def warm_start(
             "the word vectors are learnt again on this data version (too much new text, or "
             "none): training from scratch"
         )
-    return WarmStart(current / KERAS_FILE, current / VOCAB_FILE, epochs), (
+    export = ExportedModel(current)
+    return WarmStart(export.keras, export.vocab_path, epochs), (
         f"warm start from the champion {info.run_id} for {epochs} epoch(s): the new training "
         f"reviews are {new_share:.2%} of the text and the settings are the champion's"
     )

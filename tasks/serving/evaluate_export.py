@@ -4,13 +4,13 @@ was trained on: what `imdb-pipeline evaluate` runs (plain Python, no Prefect) an
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from tasks.config import PipelineConfig
 from tasks.data.processed import load_processed
 from tasks.evaluation import evaluate
-from tasks.serving.export import CARD_JSON
+from tasks.layout import DataLayout
+from tasks.serving.exported import ExportedModel
 from tasks.serving.predict import Predictor
 
 
@@ -18,13 +18,16 @@ def evaluate_export(model: Path, data_dir: Path = Path("data")) -> dict:
     """Test metrics of an exported model folder (or a model file inside one), as a summary."""
     if not model.exists():
         raise FileNotFoundError(f"{model} not found: --model must be an exported model folder")
-    folder = model if model.is_dir() else model.parent
-    card_path = folder / CARD_JSON
-    if not card_path.exists():
-        raise FileNotFoundError(f"{card_path} not found: --model must be an exported model folder")
-    card = json.loads(card_path.read_text())
+    export = ExportedModel(model if model.is_dir() else model.parent)
+    if not export.card_path.exists():
+        raise FileNotFoundError(
+            f"{export.card_path} not found: --model must be an exported model folder"
+        )
+    card = export.card()
+    if "config" not in card or "data_fingerprint" not in card:
+        raise ValueError(f"{export.card_path} is unreadable or incomplete: re-export the model")
     config = PipelineConfig(**card["config"])
-    data = load_processed(data_dir / "processed" / card["data_fingerprint"])
+    data = load_processed(DataLayout(data_dir).processed / card["data_fingerprint"])
     if data is None:
         raise FileNotFoundError(
             f"tokenised data {card['data_fingerprint']} not found or damaged under "

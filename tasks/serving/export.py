@@ -22,14 +22,16 @@ from tasks.core import environment
 from tasks.core.atomic import atomic_dir
 from tasks.data import text
 from tasks.data.processed import ProcessedData
-from tasks.serving.saved_model import INPUT, SAVED_MODEL_DIR, SIGNATURE, write_saved_model
-
-H5_FILE = "sentiment-lstm.h5"
-KERAS_FILE = "model.keras"
-VOCAB_FILE = "vocab.txt"
-TOKENIZER_FILE = "tokenizer.json"
-CARD_FILE = "model-card.md"
-CARD_JSON = "model-card.json"
+from tasks.serving.exported import (
+    CARD_FILE,
+    CARD_JSON,
+    H5_FILE,
+    KERAS_FILE,
+    SAVED_MODEL_DIR,
+    TOKENIZER_FILE,
+    VOCAB_FILE,
+)
+from tasks.serving.saved_model import INPUT, SIGNATURE, write_saved_model
 
 
 def tokenizer_settings(config: PipelineConfig) -> dict[str, Any]:

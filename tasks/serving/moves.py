@@ -16,9 +16,7 @@ from typing import Any
 
 from tasks.core.environment import who
 from tasks.serving import champion, registry
-from tasks.serving.export import CARD_JSON, H5_FILE, KERAS_FILE, TOKENIZER_FILE, VOCAB_FILE
-
-EXPORT_FILES = (KERAS_FILE, H5_FILE, VOCAB_FILE, TOKENIZER_FILE, CARD_JSON)
+from tasks.serving.exported import EXPORT_FILES, KERAS_FILE, ExportedModel
 
 
 class ChampionError(ValueError):
@@ -39,8 +37,8 @@ def verified_export(models_dir: Path, run_id: str) -> Path:
     if missing:
         raise ChampionError(f"export {folder} is incomplete: {', '.join(missing)} missing")
     try:
-        card = json.loads((folder / CARD_JSON).read_text(encoding="utf-8"))
-        with zipfile.ZipFile(folder / KERAS_FILE) as archive:
+        card = json.loads(ExportedModel(folder).card_path.read_text(encoding="utf-8"))
+        with zipfile.ZipFile(ExportedModel(folder).keras) as archive:
             damaged = archive.testzip()
     except (json.JSONDecodeError, UnicodeDecodeError, zipfile.BadZipFile, OSError) as exc:
         raise ChampionError(f"export {folder} does not read back: {exc}") from exc

@@ -14,7 +14,7 @@ import pyarrow as pa
 
 from tasks.data import text
 from tasks.evaluation.evaluate import predict_split
-from tasks.serving.export import H5_FILE, KERAS_FILE, TOKENIZER_FILE, VOCAB_FILE
+from tasks.serving.exported import ExportedModel
 from tasks.serving.saved_model import SavedModelScorer, is_saved_model
 from tasks.training.dataset import Split, keep_last
 
@@ -36,25 +36,22 @@ class Predictor:
             self.saved_model = SavedModelScorer(model_path)  # the tokenizer is in its graph
             self.path = model_path
             return
-        folder = model_path if model_path.is_dir() else model_path.parent
-        file = model_path if model_path.is_file() else folder / KERAS_FILE
-        if not file.exists() and (folder / H5_FILE).exists():
-            file = folder / H5_FILE
-        for needed in (file, folder / VOCAB_FILE, folder / TOKENIZER_FILE):
-            if not needed.exists():
-                raise FileNotFoundError(
-                    f"{needed} not found: --model must be an exported model folder "
-                    "(artifacts/models/<run_id>), a model file inside one or its saved_model/"
-                )
-        self.settings = json.loads((folder / TOKENIZER_FILE).read_text())
+        export = ExportedModel(model_path if model_path.is_dir() else model_path.parent)
+        file = model_path if model_path.is_file() else export.model_file
+        for needed in [p for p in (file,) if not p.exists()] + export.missing():
+            raise FileNotFoundError(
+                f"{needed} not found: --model must be an exported model folder "
+                "(artifacts/models/<run_id>), a model file inside one or its saved_model/"
+            )
+        self.settings = export.tokenizer_settings()
         if self.settings["tokenizer_version"] != text.TOKENIZER_VERSION:
             raise ValueError(
-                f"{folder} was tokenised with tokenizer version "
+                f"{export.path} was tokenised with tokenizer version "
                 f"{self.settings['tokenizer_version']}, this code has {text.TOKENIZER_VERSION}"
             )
         # Exports before masking was added say "front, with id 0".
         self.pad_end = self.settings["padding"] == "end"
-        self.vocabulary = (folder / VOCAB_FILE).read_text(encoding="utf-8").splitlines()
+        self.vocabulary = export.vocabulary()
         self.model = load_inference_model(file)
         self.path = file
 

@@ -29,7 +29,6 @@ from typing import Any
 
 import numpy as np
 
-SAVED_MODEL_DIR = "saved_model"
 SIGNATURE = "serving_default"
 INPUT = "text"
 
@@ -187,15 +186,13 @@ def write_saved_model(model: Any, vocabulary: list[str], sequence_length: int, d
 def export_for(model_dir: Path, dest: Path) -> Path:
     """The SavedModel of an exported model folder written to `dest` (for exports made before
     the SavedModel was part of the export); `dest`."""
-    import json
-
-    from tasks.serving.export import KERAS_FILE, TOKENIZER_FILE, VOCAB_FILE
+    from tasks.serving.exported import ExportedModel
     from tasks.serving.predict import load_inference_model
 
-    settings = json.loads((model_dir / TOKENIZER_FILE).read_text())
+    export = ExportedModel(model_dir)
+    settings = export.tokenizer_settings()
     if settings["padding"] != "end":
         raise ValueError(f"{model_dir} pads in front without a mask: no SavedModel for it")
-    vocabulary = (model_dir / VOCAB_FILE).read_text(encoding="utf-8").splitlines()
-    model = load_inference_model(model_dir / KERAS_FILE)
-    write_saved_model(model, vocabulary, settings["sequence_length"], dest)
+    model = load_inference_model(export.model_file)
+    write_saved_model(model, export.vocabulary(), settings["sequence_length"], dest)
     return dest

@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 
 from tasks.core.atomic import atomic_write, atomic_write_text, fsync_dir
 from tasks.serving.champion import CHAMPION, ModelInfo, current_champion, model_info
-from tasks.serving.export import H5_FILE, KERAS_FILE, TOKENIZER_FILE, VOCAB_FILE
+from tasks.serving.exported import ExportedModel
 from tasks.serving.predict import read_records
 from tasks.serving.saved_model import is_saved_model
 
@@ -65,10 +65,7 @@ def resolve_model(model: str | Path, artifacts_dir: Path) -> ModelInfo:
         folder = (path if path.is_dir() else path.parent).resolve()
         if path.is_dir() and is_saved_model(path):  # scored by the SavedModel, named by its export
             return replace(model_info(folder.parent), path=folder)
-    needed = [folder / VOCAB_FILE, folder / TOKENIZER_FILE]
-    if not (folder / KERAS_FILE).exists():
-        needed.append(folder / H5_FILE)
-    missing = [p.name for p in needed if not p.exists()]
+    missing = [p.name for p in ExportedModel(folder).missing()]
     if missing:
         raise FileNotFoundError(
             f"{model} is not an exported model folder (artifacts/models/<run_id>): "

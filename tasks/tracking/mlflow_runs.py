@@ -3,7 +3,6 @@ model (the export as a Keras model, with the SavedModel beside it) and the regis
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -98,12 +97,13 @@ def log_model(client: Any, mlflow_run_id: str, experiment_id: str, model_dir: Pa
     from mlflow.models import Model, ModelSignature
     from mlflow.types.schema import Schema, TensorSpec
 
-    from tasks.serving.export import CARD_JSON, KERAS_FILE
-    from tasks.serving.saved_model import SAVED_MODEL_DIR, SIGNATURE
+    from tasks.serving.exported import SAVED_MODEL_DIR, ExportedModel
+    from tasks.serving.saved_model import SIGNATURE
     from tasks.training.layers import load_model
 
-    card = json.loads((model_dir / CARD_JSON).read_text())
-    model = load_model(model_dir / KERAS_FILE)
+    export = ExportedModel(model_dir)
+    card = export.card()
+    model = load_model(export.keras)
     signature = ModelSignature(
         inputs=Schema([TensorSpec(np.dtype("int32"), (-1, -1), "token_ids")]),
         outputs=Schema([TensorSpec(np.dtype("float32"), (-1, 1), "probability")]),
@@ -136,8 +136,8 @@ def log_model(client: Any, mlflow_run_id: str, experiment_id: str, model_dir: Pa
                 f"{SIGNATURE}: raw review strings in, probability out; TensorFlow alone loads it",
             },
         )
-        if (model_dir / SAVED_MODEL_DIR).is_dir():
-            shutil.copytree(model_dir / SAVED_MODEL_DIR, local / SAVED_MODEL_DIR)
+        if export.saved_model.is_dir():
+            shutil.copytree(export.saved_model, local / SAVED_MODEL_DIR)
         client.log_model_artifacts(logged.model_id, str(local))
     client.finalize_logged_model(logged.model_id, "READY")
     step = int(card.get("selected_epoch") or 0)

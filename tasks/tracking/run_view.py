@@ -60,11 +60,10 @@ def tags(info: dict[str, Any]) -> dict[str, str]:
 
 def export_of(run_dir: Path, models_dir: Path) -> Path | None:
     """The run's export, if it exists (export writes the folder whole, in one rename)."""
-    from tasks.serving.export import CARD_JSON, KERAS_FILE
+    from tasks.serving.exported import ExportedModel
 
-    model_dir = models_dir / run_dir.name
-    complete = (model_dir / KERAS_FILE).is_file() and (model_dir / CARD_JSON).is_file()
-    return model_dir if complete else None
+    export = ExportedModel(models_dir / run_dir.name)
+    return export.path if export.is_published() else None
 
 
 def artifacts(run_dir: Path, models_dir: Path) -> list[tuple[str, Path]]:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-import flows.resume as resume_flow
+import tasks.core.runs as runs_module
 from flows.resume import resume
 from tasks.core.runs import RunError, read_run_info
 from tasks.training.steps import HOLD_FILE_ENV
@@ -98,7 +98,7 @@ def test_an_automatic_resume_of_a_live_run_waits_and_leaves_a_finished_run_alone
     live, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     run_dir, proc, hold = live
-    real_acquire = resume_flow.acquire_run
+    real_acquire = runs_module.acquire_run
 
     def acquire(run_dir, flow_run_id=None, *, wait_s=0.0, poll_s=0.5, on_wait=None):
         def waiting(holder) -> None:  # the event: the resume is blocked; let the run go on
@@ -107,7 +107,7 @@ def test_an_automatic_resume_of_a_live_run_waits_and_leaves_a_finished_run_alone
 
         return real_acquire(run_dir, flow_run_id, wait_s=wait_s, poll_s=0.1, on_wait=waiting)
 
-    monkeypatch.setattr(resume_flow, "acquire_run", acquire)
+    monkeypatch.setattr(runs_module, "acquire_run", acquire)  # take_over's lock
 
     # When an automatic resume (a false "Crashed") starts while the process still trains
     summary = resume(run_id="live", artifacts_dir=run_dir.parent.parent, automatic=True)

@@ -10,8 +10,6 @@ import pyarrow.parquet as pq
 import pytest
 
 from tasks.data.accepted import (
-    ACCEPTED_DIR,
-    QUARANTINE_DIR,
     ROWS_SCHEMA,
     AcceptedFile,
     load_accepted,
@@ -19,6 +17,7 @@ from tasks.data.accepted import (
     write_accepted,
 )
 from tasks.ingest.validate import ACCEPTED_SCHEMA, text_keys
+from tasks.layout import DataLayout
 from tests.imdb_fixtures import fail_temp_folder_renames
 
 SHA_A = "a" * 64
@@ -41,7 +40,8 @@ def rows(*texts: str, prefix: str = "r") -> pa.Table:
 
 
 def test_folder_names() -> None:
-    assert (ACCEPTED_DIR, QUARANTINE_DIR) == ("accepted", "quarantine")
+    layout = DataLayout(Path("data"))
+    assert (layout.accepted.name, layout.quarantine.name) == ("accepted", "quarantine")
 
 
 def test_written_folder_loads_and_reads_back(tmp_path: Path) -> None:

@@ -12,10 +12,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from tasks.data import text
+from tasks.serving.exported import SAVED_MODEL_DIR
 from tasks.serving.predict import Predictor
 from tasks.serving.saved_model import (
     INPUT,
-    SAVED_MODEL_DIR,
     SIGNATURE,
     ServingGraph,
     lower_map,

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
+from tasks.serving.exported import SAVED_MODEL_DIR
 from tasks.serving.predict import Predictor
-from tasks.serving.saved_model import SAVED_MODEL_DIR
 from tests.imdb_fixtures import Exported
 
 CLIENT = Path(sys.executable).parent.parent / "tf-client" / "bin" / "python"
