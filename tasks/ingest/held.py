@@ -44,14 +44,15 @@ def ledger_locked(data_dir: Path) -> Iterator[None]:
 def settle(data_dir: Path) -> list[str]:
     """Carry out every recorded decision whose folder has not moved yet; the names moved.
     (Call it holding `ledger_locked`.)"""
+    layout = DataLayout(data_dir)
     moved = []
-    for entry in ledger.read_ledger(DataLayout(data_dir).quarantine).values():
+    for entry in ledger.read_ledger(layout.quarantine).values():
         decisions = entry.summary.get("decisions") or []
         if not entry.summary.get("held") or not decisions:
             continue
-        source = DataLayout(data_dir).held / entry.sha256[:16]
+        source = layout.held / entry.sha256[:16]
         if source.is_dir():
-            _move(source, _destination(DataLayout(data_dir), decisions[-1]["action"]))
+            _move(source, _destination(layout, decisions[-1]["action"]))
             moved.append(entry.name)
     return moved
 
@@ -131,13 +132,14 @@ def decide(data_dir: Path, name_or_sha: str, action: str, reason: str | None) ->
         raise IncomingError(f"unknown action {action!r}")
     with ledger_locked(data_dir):
         settle(data_dir)
-        entry = find(ledger.read_ledger(DataLayout(data_dir).quarantine), name_or_sha)
+        layout = DataLayout(data_dir)
+        entry = find(ledger.read_ledger(layout.quarantine), name_or_sha)
         if entry.status != "held":
             raise IncomingError(
                 f"{entry.name} ({entry.sha256[:12]}) is not held: it is {entry.status}; only a "
                 "held file can be released or rejected"
             )
-        folder = DataLayout(data_dir).held / entry.sha256[:16]
+        folder = layout.held / entry.sha256[:16]
         rows, damage = load_one(folder)
         if rows is None:
             raise IncomingError(
@@ -151,5 +153,5 @@ def decide(data_dir: Path, name_or_sha: str, action: str, reason: str | None) ->
             "reason": reason,
         }
         entry = entry.decided(decision)
-        _move(folder, _destination(DataLayout(data_dir), action))
+        _move(folder, _destination(layout, action))
     return describe(entry)
