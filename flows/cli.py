@@ -68,7 +68,7 @@ USER_ERRORS = frozenset(
         "tasks.data.archive.ArchiveError",
         "tasks.data.reviews.DataError",
         "tasks.data.download.FetchError",
-        "tasks.ingest.read.IncomingFileError",
+        "tasks.data.review_files.ReviewFileError",
         "tasks.core.runs.RunError",
         "tasks.core.lock.RunLocked",
         "tasks.serving.moves.ChampionError",
@@ -227,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     pr = sub.add_parser("predict", help="score review text with an exported model")
     pr.add_argument("--model", type=Path, required=True, help="artifacts/models/<run_id>")
-    pr.add_argument("--input", type=Path, help=".txt (one per line), .jsonl or .parquet")
+    pr.add_argument("--input", type=Path, help=".txt (one per line), .jsonl, .csv or .parquet")
     pr.add_argument("texts", nargs="*", help="review texts")
     pr.add_argument("--json", action="store_true", help="JSON Lines output")
     pr.set_defaults(run=_run_predict)

@@ -1,8 +1,8 @@
 """Ingest a folder of new labelled-review files: accept the good rows, quarantine the rest.
 
 Each file is ingested once, by the checksum of its content (whatever its name): its rows are
-read (`read`), checked (`validate`) against the test split's texts, the archive's labelled
-training reviews and every row accepted before, and then
+read (`review_files.read_reviews`, STRICT), checked (`validate`) against the test split's
+texts, the archive's labelled training reviews and every row accepted before, and then
 
 - the accepted rows go to data/accepted/<sha16>/ (`accepted.write_accepted`);
 - the rejected rows go to data/quarantine/<name>.<sha12>.jsonl, one JSON object per row (line,
@@ -39,10 +39,10 @@ from tasks.data.accepted import (
     read_accepted,
     write_accepted,
 )
+from tasks.data.review_files import STRICT, ReviewFileError, read_reviews
 from tasks.ingest import ledger
 from tasks.ingest.batch import Check
 from tasks.ingest.held import ledger_locked, settle
-from tasks.ingest.read import IncomingFileError, read_incoming
 from tasks.ingest.validate import UNREADABLE, Validated, validate_rows
 from tasks.layout import DataLayout
 
@@ -190,8 +190,8 @@ class _Ingest:
         judge = self.judge if entry is None or entry.status == "held" else None
         stem = self.quarantine / f"{name}.{sha256[:12]}"
         try:
-            table = read_incoming(path)
-        except IncomingFileError as exc:
+            table = read_reviews(path, STRICT)
+        except ReviewFileError as exc:
             return self._unreadable(path, sha256, stem, exc)
         except OSError as exc:
             return self._not_read(path, exc, sha256)
@@ -277,7 +277,7 @@ class _Ingest:
         return folder
 
     def _unreadable(
-        self, path: Path, sha256: str, stem: Path, exc: IncomingFileError
+        self, path: Path, sha256: str, stem: Path, exc: ReviewFileError
     ) -> IngestedFile:
         """Quarantine the whole file: a byte copy beside its summary, which names the error."""
         copy = stem.with_name(stem.name + ".file")

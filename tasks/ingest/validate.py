@@ -1,7 +1,7 @@
 """Row checks of incoming labelled reviews: which rows are accepted, which rejected and why.
 
-Each row of a file (as `read.read_incoming` gives it) goes through these checks in this order;
-the first that fails is the row's one reason, and the row is rejected:
+Each row of a file (as `review_files.read_reviews` gives it, STRICT) goes through these checks
+in this order; the first that fails is the row's one reason, and the row is rejected:
 
 1. `empty_text`      the text is missing, blank, or has no words once HTML tags and
                      punctuation are removed;
@@ -50,7 +50,7 @@ BAD_RATING = "bad_rating"
 TEST_LEAK = "test_leak"
 DUPLICATE_ID = "duplicate_id"
 DUPLICATE_TEXT = "duplicate_text"
-UNREADABLE = "unreadable"  # a whole file that cannot be parsed (see read.IncomingFileError)
+UNREADABLE = "unreadable"  # a whole file that cannot be parsed (see review_files.ReviewFileError)
 REASONS = (EMPTY, TOO_LONG, UNKNOWN_LABEL, BAD_RATING, TEST_LEAK, DUPLICATE_ID, DUPLICATE_TEXT)
 
 LABELS: dict[str, int] = {"pos": 1, "positive": 1, "1": 1, "neg": 0, "negative": 0, "0": 0}
@@ -134,7 +134,7 @@ def validate_rows(
     leak_keys: frozenset[str],
     max_chars: int,
 ) -> Validated:
-    """Check each row of `table` (read.READ_SCHEMA) in order (see the module docstring);
+    """Check each row of `table` (review_files.READ_SCHEMA) in order (see the module docstring);
     `known_ids`/`known_keys` are those already in the data, `leak_keys` the test split's."""
     texts = table.column("text").combine_chunks()
     normalised, token_counts = _normalised(texts)

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import itertools
-import json
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +10,7 @@ import numpy as np
 import pyarrow as pa
 
 from tasks.data import text
+from tasks.data.review_files import LENIENT, read_reviews
 from tasks.evaluation.evaluate import predict_split
 from tasks.serving.exported import ExportedModel
 from tasks.serving.saved_model import SavedModelScorer, is_saved_model
@@ -98,45 +96,7 @@ def load_inference_model(file: Path) -> Any:
     return load_model(file, compile=False)
 
 
-JSONL = (".jsonl", ".ndjson")
-
-
-def read_records(path: Path) -> Iterator[tuple[int, Any, Any]]:
-    """(line or row number from 1, `id` or None, text) of each review in a file: .parquet
-    (`text` column, optional `id`), .jsonl (`text` field, optional `id`; blank lines skipped)
-    or one review per line (every line, blank ones too). Values come as stored (any type)."""
-    if not path.exists():
-        raise FileNotFoundError(f"input file {path} does not exist")
-    if path.suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        schema = pq.read_schema(path)
-        if "text" not in schema.names:
-            raise ValueError(f"{path} has no `text` column (columns: {', '.join(schema.names)})")
-        columns = ["id", "text"] if "id" in schema.names else ["text"]
-        table = pq.read_table(path, columns=columns)
-        texts = table.column("text").to_pylist()
-        ids = table.column("id").to_pylist() if "id" in columns else [None] * len(texts)
-        yield from zip(itertools.count(1), ids, texts)
-        return
-    with path.open(encoding="utf-8-sig", errors="replace") as fh:  # a leading BOM dropped
-        for n, line in enumerate(fh, 1):
-            line = line.rstrip("\n")
-            if path.suffix in JSONL:
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise ValueError(f"{path}:{n}: not valid JSON ({exc.msg})") from exc
-                if not isinstance(record, dict) or "text" not in record:
-                    raise ValueError(f"{path}:{n}: JSON line has no `text` field")
-                yield n, record.get("id"), record["text"]
-            else:
-                yield n, None, line
-
-
-def read_texts(path: Path) -> Iterator[str]:
-    """Reviews from a file: .parquet (`text` column), .jsonl (`text` field) or one per line."""
-    for _, _, review in read_records(path):
-        yield str(review) if path.suffix in JSONL else review
+def read_texts(path: Path) -> list[str]:
+    """Every review of a file, in order (`review_files.LENIENT`: a .txt keeps its blank lines,
+    so that output line n is input line n)."""
+    return read_reviews(path, LENIENT).column("text").to_pylist()

@@ -7,11 +7,10 @@ nightly's inbox: files dropped in a `to-score` folder are scored by the champion
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,15 +20,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tasks.core.atomic import atomic_write, atomic_write_text, fsync_dir
+from tasks.data.review_files import LENIENT, is_review_file, read_reviews
 from tasks.serving.champion import CHAMPION, ModelInfo, current_champion, model_info
 from tasks.serving.exported import ExportedModel
-from tasks.serving.predict import read_records
 from tasks.serving.saved_model import is_saved_model
 
 if TYPE_CHECKING:
     from tasks.serving.predict import Predictor
 
-SUFFIXES = (".txt", ".jsonl", ".ndjson", ".csv", ".parquet")
 BATCH = 2048  # texts per Predictor.predict call (it batches them again for the model)
 UNKNOWN = "unknown"  # the data version of an export whose model card does not say it
 DONE = "done"
@@ -75,41 +73,22 @@ def resolve_model(model: str | Path, artifacts_dir: Path) -> ModelInfo:
 
 
 def read_score_input(path: Path) -> tuple[list[str], list[str]]:
-    """(ids, texts) of a review file; a review without an id gets its line (.txt, .jsonl) or
-    row (.csv, .parquet) number from 1. Blank lines of a .txt are skipped."""
-    if path.suffix not in SUFFIXES:
-        raise ValueError(f"{path}: unsupported file type (expected {', '.join(SUFFIXES)})")
-    records = _read_csv(path) if path.suffix == ".csv" else read_records(path)
+    """(ids, texts) of a review file (`review_files.LENIENT`); a review without an id gets its
+    line (.txt, .jsonl) or row (.csv, .parquet) number from 1. Blank lines of a .txt are
+    skipped (and keep their numbers)."""
+    table = read_reviews(path, LENIENT)
+    suffix = path.suffix.lower()
+    numbers = table.column("line").to_pylist() if suffix != ".csv" else range(1, len(table) + 1)
     ids: list[str] = []
     texts: list[str] = []
-    for n, record_id, text in records:
-        if text is None:
-            raise ValueError(f"{path}:{n}: the review has no text (null)")
-        if path.suffix == ".txt" and not text.strip():
+    for number, review_id, review in zip(
+        numbers, table.column("id").to_pylist(), table.column("text").to_pylist(), strict=True
+    ):
+        if suffix == ".txt" and not review.strip():
             continue
-        ids.append(str(n) if record_id is None or record_id == "" else str(record_id))
-        texts.append(text if isinstance(text, str) else str(text))
+        ids.append(review_id or str(number))
+        texts.append(review)
     return ids, texts
-
-
-def _read_csv(path: Path) -> Iterator[tuple[int, str | None, str]]:
-    """(row number, id or None, text) of each row of a .csv with a header naming `text`."""
-    if not path.exists():
-        raise FileNotFoundError(f"input file {path} does not exist")
-    with path.open(encoding="utf-8-sig", errors="replace", newline="") as fh:
-        reader = csv.DictReader(fh)
-        try:
-            if reader.fieldnames is None or "text" not in reader.fieldnames:
-                found = ", ".join(reader.fieldnames or []) or "none"
-                raise ValueError(f"{path}:1: header has no `text` column (columns: {found})")
-            for n, row in enumerate(reader, 1):
-                if None in row or None in row.values():  # more or fewer values than columns
-                    raise ValueError(
-                        f"{path}:{reader.line_num}: row does not have one value per column"
-                    )
-                yield n, row.get("id"), row["text"]
-        except csv.Error as exc:
-            raise ValueError(f"{path}:{reader.line_num}: not valid CSV ({exc})") from exc
 
 
 def score_texts(
@@ -172,7 +151,7 @@ def input_files(folder: Path) -> list[Path]:
     return sorted(
         p
         for p in folder.iterdir()
-        if p.is_file() and p.suffix in SUFFIXES and not p.name.startswith(".")
+        if p.is_file() and is_review_file(p, LENIENT) and not p.name.startswith(".")
     )
 
 
@@ -188,7 +167,7 @@ def score_path(input: Path, model: ModelInfo, output: Path) -> dict:
     if input.is_dir():
         sources = input_files(input)
         if not sources:
-            raise ValueError(f"{input} holds no review files ({', '.join(SUFFIXES)})")
+            raise ValueError(f"{input} holds no review files ({', '.join(LENIENT.suffixes)})")
         if output.resolve() == input.resolve():
             raise ValueError(f"output folder {output} is the input folder: choose another")
         targets = [output / f"{s.stem}.parquet" for s in sources]

@@ -418,10 +418,10 @@ def test_file_that_cannot_be_opened_is_tried_again_next_time(
     incoming, data = tmp_path / "incoming", tmp_path / "data"
     write_jsonl(incoming / "a.jsonl", good_rows(2))
 
-    def denied(path: Path) -> pa.Table:
+    def denied(path: Path, mode: object) -> pa.Table:
         raise PermissionError(f"permission denied: {path}")
 
-    monkeypatch.setattr(ingest_module, "read_incoming", denied)
+    monkeypatch.setattr(ingest_module, "read_reviews", denied)
     log = Log()
     [file] = run(incoming, data, log).files
     monkeypatch.undo()

@@ -9,8 +9,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from tasks.data.review_files import READ_SCHEMA
 from tasks.ingest import validate as v
-from tasks.ingest.read import READ_SCHEMA
 from tasks.ingest.validate import ACCEPTED_SCHEMA, split_keys, text_keys, validate_rows
 
 SHA = "ab" * 32

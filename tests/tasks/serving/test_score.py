@@ -82,35 +82,13 @@ def test_missing_ids_are_line_or_row_numbers(tmp_path: Path) -> None:
     assert read_score_input(tmp_path / "b.parquet")[0] == ["10", "2"]
 
 
-@pytest.mark.parametrize(
-    ("name", "content", "error", "message"),
-    [
-        ("r.jsonl", '{"text": "ok"}\nnot json\n', ValueError, r"r\.jsonl:2: not valid JSON"),
-        ("r.jsonl", '{"text": "ok"}\n{"id": 1}\n', ValueError, r"r\.jsonl:2: .*`text`"),
-        ("r.jsonl", '{"text": "ok"}\n{"text": null}\n', ValueError, r"r\.jsonl:2: .*no text"),
-        ("r.csv", "id,body\n1,great\n", ValueError, r"r\.csv:1: .*no `text` column.*id, body"),
-        ("r.csv", "id,text\n1,great\n2\n", ValueError, r"r\.csv:3: .*one value per column"),
-        ("r.csv", "id,text\n1,great,extra\n", ValueError, r"r\.csv:2: .*one value per column"),
-        ("r.csv", "text,id\ngreat,1\nfine\n", ValueError, r"r\.csv:3: .*one value per column"),
-        ("r.parquet", "review", ValueError, r"r\.parquet has no `text` column"),
-        ("r.parquet", "null", ValueError, r"r\.parquet:2: .*no text"),
-        ("r.xml", "<review/>", ValueError, r"r\.xml: unsupported file type"),
-        ("missing.csv", None, FileNotFoundError, r"missing\.csv does not exist"),
-    ],
-)
-def test_bad_input_errors_name_the_file_and_line(
-    tmp_path: Path, name: str, content: str | None, error: type, message: str
-) -> None:
-    # Given a bad review file (or none)
-    path = tmp_path / name
-    if name == "r.parquet":
-        column = {"review": ["great"]} if content == "review" else {"text": ["great", None]}
-        pq.write_table(pa.table(column), path)
-    elif content is not None:
-        path.write_text(content, encoding="utf-8")
+def test_an_unreadable_file_is_named(tmp_path: Path) -> None:
+    # Given a CSV row without one value per column (the reader's own tests cover the rest)
+    path = tmp_path / "r.csv"
+    path.write_text("id,text\n1,great,extra\n", encoding="utf-8")
 
-    # When / then reading it fails, naming the file and the line or row
-    with pytest.raises(error, match=message):
+    # When / then reading it fails, naming the file and the line
+    with pytest.raises(ValueError, match=r"r\.csv:2: .*one value per column"):
         read_score_input(path)
 
 
