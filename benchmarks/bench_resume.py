@@ -22,6 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._common import REAL_ARCHIVE, REAL_SHA256, ROOT  # noqa: E402
+from tasks.core.run_folder import RunFolder  # noqa: E402
 
 
 def _config(args: argparse.Namespace, artifacts: Path):
@@ -80,7 +81,7 @@ def main() -> None:
         proc = subprocess.Popen(
             cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, text=True, start_new_session=True
         )
-        first = artifacts / "runs" / "bench" / "checkpoints" / "epoch-0001" / "manifest.json"
+        first = RunFolder.under(artifacts, "bench").checkpoints / "epoch-0001" / "manifest.json"
         while not first.exists():
             if proc.poll() is not None:
                 sys.exit("training child exited before its first checkpoint")

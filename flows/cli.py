@@ -69,7 +69,7 @@ USER_ERRORS = frozenset(
         "tasks.data.reviews.DataError",
         "tasks.data.download.FetchError",
         "tasks.data.review_files.ReviewFileError",
-        "tasks.core.runs.RunError",
+        "tasks.core.run_folder.RunError",
         "tasks.core.lock.RunLocked",
         "tasks.serving.moves.ChampionError",
         "tasks.ingest.held.IncomingError",

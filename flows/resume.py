@@ -15,7 +15,8 @@ from tasks.config import PipelineConfig
 from tasks.core import environment
 from tasks.core.lock import release_run
 from tasks.core.notify import notify, run_notify_url
-from tasks.core.runs import begin_resume, find_run, read_run_info, take_over, update_run_info
+from tasks.core.run_folder import RunFolder
+from tasks.core.runs import begin_resume, find_run, take_over
 from tasks.data.accepted import accepted_files
 from tasks.training.checkpoint import Checkpoint, find_latest_checkpoint
 from tasks.training.resuming import check_compatible
@@ -75,7 +76,7 @@ def report_crash(run_dir: Path, flow_run_id: str) -> None:
     if state is None or state.type != StateType.CRASHED:
         return
     notify(
-        run_notify_url(read_run_info(run_dir)),
+        run_notify_url(RunFolder(run_dir).read_info()),
         "failed",
         f"flow run {flow_run_id} crashed ({state.message}); resuming it automatically",
         flow="imdb-pipeline",
@@ -89,7 +90,8 @@ def _resume(
     run_dir: Path, artifacts_dir: Path, data_dir: Path | None, *, automatic: bool, limit: int
 ) -> dict:
     """The resume itself, by the run's writer (see `resume`)."""
-    info = read_run_info(run_dir)  # read under the lock: a writer we waited for may have finished
+    # Read under the lock: a writer we waited for may have finished.
+    info = RunFolder(run_dir).read_info()
     completed = info.get("status") == "completed"
     if completed and "nightly" not in info:
         get_run_logger().info("run %s already completed; nothing to resume", run_dir.name)
@@ -100,7 +102,9 @@ def _resume(
             "model_dir": info.get("model_dir"),
         }
     if completed:  # a nightly's run trained and exported: only the night's end may be missing
-        info = update_run_info(run_dir, flow_run_ids=[*info["flow_run_ids"], flow_run.get_id()])
+        info = RunFolder(run_dir).update_info(
+            flow_run_ids=[*info["flow_run_ids"], flow_run.get_id()]
+        )
         latest, start = None, None
     else:
         latest = find_latest_checkpoint(run_dir)  # verified once; training continues from it
@@ -123,7 +127,8 @@ def _resume(
         check_compatible(run_dir, info, config, data.fingerprint, latest)
     except BaseException:
         if not completed:
-            update_run_info(run_dir, status="failed")  # refused or crashed: nothing runs it now
+            # Refused or crashed: nothing runs it now.
+            RunFolder(run_dir).update_info(status="failed")
         raise
     if completed:
         summary = {"run_id": run_dir.name, "run_dir": str(run_dir), "model_dir": info["model_dir"]}

@@ -16,7 +16,7 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from tasks.config import PipelineConfig
 from tasks.core.lock import release_run
-from tasks.core.runs import update_run_info
+from tasks.core.run_folder import RunFolder
 from tasks.data.accepted import AcceptedFile
 from tasks.data.processed import ProcessedData, TokenizeParams
 from tasks.data.steps import fetch_archive, publish_data_summary, submit_shard, tokenize_reviews
@@ -25,6 +25,7 @@ from tasks.evaluation.steps import evaluate_model, report_run
 from tasks.layout import DataLayout
 from tasks.pretraining.steps import pretrain_word_vectors
 from tasks.serving.champion import current_champion
+from tasks.serving.exported import ExportedModel
 from tasks.serving.steps import export_model, promote_model, prune_runs, score_waiting_reviews
 from tasks.tracking.steps import epoch_tracker, track_champion, track_run
 from tasks.training.checkpoint import Checkpoint
@@ -125,12 +126,12 @@ def finish_run(
         result: TrainResult = train_model(config, data, run_dir, latest, vectors, warm, track)
         metrics = evaluate_model(config, data, result)
         model_dir = export_model(config, data, result, metrics)
-        report_run(run_dir, model_dir)
+        report_run(run_dir, ExportedModel(model_dir).report)
     except BaseException:
-        update_run_info(run_dir, status="failed")
+        RunFolder(run_dir).update_info(status="failed")
         release_run(run_dir)
         raise
-    update_run_info(run_dir, status="completed", model_dir=str(model_dir))
+    RunFolder(run_dir).update_info(status="completed", model_dir=str(model_dir))
     track_run(config, run_dir)  # MLflow, when configured: never fails the run
     release_run(run_dir)  # this process writes nothing more into the run folder
     return {
@@ -171,8 +172,10 @@ def conclude_night(
             config.notify_url,
         )
         out["champion"] = asdict(decision)
-        run_dir = artifacts_dir / "runs" / model_dir.name
-        report_run(run_dir, model_dir, decision=out["champion"], incoming=incoming)
+        run_dir = RunFolder.under(artifacts_dir, model_dir.name).path
+        report_run(
+            run_dir, ExportedModel(model_dir).report, decision=out["champion"], incoming=incoming
+        )
     track_champion(config)  # MLflow's champion alias follows the link (when tracking is on)
     champion = current_champion(models_dir)
     out["champion_model"] = str(champion) if champion else None

@@ -3,7 +3,6 @@ model, and the small helpers several test files share."""
 
 from __future__ import annotations
 
-import csv
 import io
 import os
 import random
@@ -151,12 +150,6 @@ def train_argv(archive: Path, root: Path) -> list[str]:
         else:
             argv += [flag, str(value)]
     return argv
-
-
-def read_history(run_dir: Path) -> list[dict[str, str]]:
-    """The rows of a run's history.csv."""
-    with (run_dir / "history.csv").open() as fh:
-        return list(csv.DictReader(fh))
 
 
 def checkpoint_epochs(folder: Path) -> list[int]:

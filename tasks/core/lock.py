@@ -28,9 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from tasks.core.atomic import atomic_write_text
-
-LOCK_FILE = ".writer.lock"
-HOLDER_FILE = "writer.json"
+from tasks.core.run_folder import RunFolder
 
 _held: dict[Path, int] = {}  # run folder -> descriptor holding its lock, in this process
 
@@ -62,7 +60,7 @@ class Holder:
 def read_holder(run_dir: Path) -> Holder | None:
     """The last holder `writer.json` names, if any (it may have died since)."""
     try:
-        return Holder(**json.loads((run_dir / HOLDER_FILE).read_text()))
+        return Holder(**json.loads(RunFolder(run_dir).writer_file.read_text()))
     except (OSError, ValueError, TypeError):
         return None
 
@@ -88,7 +86,7 @@ def acquire_run(
     key = run_dir.resolve()
     if key in _held:
         return None
-    fd = os.open(key / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(RunFolder(key).writer_lock, os.O_RDWR | os.O_CREAT, 0o644)
     deadline = time.monotonic() + wait_s
     told = False
     try:
@@ -113,7 +111,7 @@ def acquire_run(
         flow_run_id=flow_run_id,
         since=datetime.now(UTC).isoformat(timespec="seconds"),
     )
-    atomic_write_text(key / HOLDER_FILE, json.dumps(asdict(me), indent=2))
+    atomic_write_text(RunFolder(key).writer_file, json.dumps(asdict(me), indent=2))
     _held[key] = fd
     return previous
 

@@ -90,7 +90,8 @@ def on_flow_failure(flow: Any, flow_run: Any, state: Any) -> None:
         config = PipelineConfig()
     run_id = params.get("run_id")
     if run_id is None:  # named by the flow: the run folder that records this flow run
-        from tasks.core.runs import RunError, find_run
+        from tasks.core.run_folder import RunError
+        from tasks.core.runs import find_run
 
         try:
             run_id = find_run(config.artifacts_dir.resolve(), None, str(flow_run.id)).name

@@ -1,9 +1,8 @@
-"""Run folders (artifacts/runs/<run_id>/run.json): creation, lookup, status and retention."""
+"""Runs: creating a run folder (`run_folder.RunFolder`), finding one, recording resumes, taking
+over as its one writer, and retention."""
 
 from __future__ import annotations
 
-import csv
-import json
 import os
 import shutil
 import uuid
@@ -14,12 +13,10 @@ from typing import Any, Protocol
 
 from tasks.config import PipelineConfig
 from tasks.core import environment
-from tasks.core.atomic import atomic_write_text
 from tasks.core.lock import Holder, RunLocked, acquire_run
 from tasks.core.notify import notify, run_notify_url
+from tasks.core.run_folder import RunError, RunFolder, runs_root
 
-RUN_FILE = "run.json"
-HISTORY_FILE = "history.csv"  # one row per finished epoch (tasks/training/callback.py)
 _FINISHED = ("completed", "abandoned")
 
 
@@ -32,10 +29,6 @@ class DataVersion(Protocol):
     def path(self) -> Path: ...
     @property
     def incoming(self) -> tuple[str, ...]: ...
-
-
-class RunError(LookupError):
-    """No run matches, or the run cannot be continued; the message says why."""
 
 
 def new_run_id() -> str:
@@ -55,15 +48,15 @@ def create_run(
     run_id = run_id or new_run_id()
     if not run_id.replace("-", "").replace("_", "").replace(".", "").isalnum():
         raise RunError(f"run id {run_id!r} may hold only letters, digits, '-', '_' and '.'")
-    run_dir = artifacts_dir / "runs" / run_id
+    run = RunFolder.under(artifacts_dir, run_id)
+    run_dir = run.path
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     try:
         run_dir.mkdir()
     except FileExistsError as exc:
         raise RunError(f"run folder {run_dir} already exists; runs never share one") from exc
     acquire_run(run_dir, flow_run_id)  # free: the folder is new; held until the run is done
-    write_run_info(
-        run_dir,
+    run.write_info(
         {
             "run_id": run_id,
             "status": "running",
@@ -84,34 +77,6 @@ def create_run(
     return run_dir
 
 
-def read_run_info(run_dir: Path) -> dict[str, Any]:
-    try:
-        return json.loads((run_dir / RUN_FILE).read_text())
-    except FileNotFoundError as exc:
-        raise RunError(f"{run_dir} is not a run folder (no {RUN_FILE})") from exc
-
-
-def read_history(run_dir: Path) -> list[dict[str, str]]:
-    """history.csv's rows, in epoch order; none before the first epoch ends (the file is
-    replaced whole, never half written)."""
-    try:
-        with (run_dir / HISTORY_FILE).open(newline="", encoding="utf-8") as fh:
-            rows = list(csv.DictReader(fh))
-    except FileNotFoundError:
-        return []
-    return sorted(rows, key=lambda row: int(row["epoch"]))
-
-
-def write_run_info(run_dir: Path, info: dict[str, Any]) -> None:
-    atomic_write_text(run_dir / RUN_FILE, json.dumps(info, indent=2))
-
-
-def update_run_info(run_dir: Path, **changes: Any) -> dict[str, Any]:
-    info = {**read_run_info(run_dir), **changes}
-    write_run_info(run_dir, info)
-    return info
-
-
 def begin_resume(
     run_dir: Path,
     flow_run_id: str | None,
@@ -125,12 +90,13 @@ def begin_resume(
     resume is also counted, and past `max_automatic_resumes` the run is marked abandoned and
     RunError says how to resume it by hand. Call it before any other work, so that a crash of
     the resume itself still maps back to this run folder."""
-    info = read_run_info(run_dir)
+    run = RunFolder(run_dir)
+    info = run.read_info()
     changes: dict[str, Any] = {}
     if automatic:
         attempts = int(info.get("automatic_resumes", 0)) + 1
         if attempts > max_automatic_resumes:
-            update_run_info(run_dir, status="abandoned")
+            run.update_info(status="abandoned")
             why = (
                 f"run {run_dir.name} was resumed automatically {attempts - 1} times "
                 f"(limit {max_automatic_resumes}); leaving it failed. Resume it by hand with "
@@ -146,8 +112,7 @@ def begin_resume(
             )
             raise RunError(why)
         changes["automatic_resumes"] = attempts
-    return update_run_info(
-        run_dir,
+    return run.update_info(
         **changes,
         status="running",
         pid=os.getpid(),
@@ -159,10 +124,10 @@ def begin_resume(
 def list_runs(artifacts_dir: Path) -> list[tuple[Path, dict[str, Any]]]:
     """(folder, run.json) of every run, oldest first (by creation time, then id)."""
     runs = []
-    root = artifacts_dir / "runs"
+    root = runs_root(artifacts_dir)
     for path in root.iterdir() if root.is_dir() else []:
         try:
-            runs.append((path, read_run_info(path)))
+            runs.append((path, RunFolder(path).read_info()))
         except (RunError, ValueError):
             continue
     return sorted(runs, key=lambda r: (r[1].get("created_at", ""), r[0].name))
@@ -174,10 +139,10 @@ def find_run(
     """The run named by id, or the one a flow run worked on, or the newest unfinished run."""
     runs = list_runs(artifacts_dir)
     if run_id:
-        path = artifacts_dir / "runs" / run_id
-        if not (path / RUN_FILE).exists():
-            raise RunError(f"no run {run_id!r} under {artifacts_dir / 'runs'}")
-        return path
+        run = RunFolder.under(artifacts_dir, run_id)
+        if not run.is_run():
+            raise RunError(f"no run {run_id!r} under {run.path.parent}")
+        return run.path
     if flow_run_id:
         for path, info in reversed(runs):
             if flow_run_id in info.get("flow_run_ids", []):
@@ -186,7 +151,7 @@ def find_run(
     # Abandoned runs gave up after their automatic resumes: only an explicit run_id revives one.
     unfinished = [p for p, info in runs if info.get("status") not in _FINISHED]
     if not unfinished:
-        raise RunError(f"no unfinished run under {artifacts_dir / 'runs'}")
+        raise RunError(f"no unfinished run under {runs_root(artifacts_dir)}")
     return unfinished[-1]
 
 

@@ -10,6 +10,7 @@ import numpy as np
 
 from tasks.config import PipelineConfig
 from tasks.core.atomic import atomic_write, atomic_write_text
+from tasks.core.run_folder import RunFolder
 from tasks.evaluation.stats import accuracy_interval
 
 
@@ -104,8 +105,8 @@ def write_metrics(path: Path, metrics: dict[str, Any]) -> Path:
     return atomic_write_text(path, json.dumps(metrics, indent=2))
 
 
-def plot_report(run_dir: Path, history: list[dict[str, float]], metrics: dict[str, Any]) -> None:
-    """training-curves.png, confusion-matrix.png and calibration.png in the run folder."""
+def plot_report(run: RunFolder, history: list[dict[str, float]], metrics: dict[str, Any]) -> None:
+    """The run folder's three plots: training curves, confusion matrix, calibration."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -121,7 +122,7 @@ def plot_report(run_dir: Path, history: list[dict[str, float]], metrics: dict[st
         ax.set_title(key)
         ax.legend()
     fig.tight_layout()
-    atomic_write(run_dir / "training-curves.png", lambda p: fig.savefig(p, format="png"))
+    atomic_write(run.training_curves, lambda p: fig.savefig(p, format="png"))
     plt.close(fig)
 
     cm = metrics["confusion_matrix"]
@@ -136,7 +137,7 @@ def plot_report(run_dir: Path, history: list[dict[str, float]], metrics: dict[st
     ax.set_ylabel("actual")
     ax.set_title(f"test accuracy {metrics['accuracy']:.4f}")
     fig.tight_layout()
-    atomic_write(run_dir / "confusion-matrix.png", lambda p: fig.savefig(p, format="png"))
+    atomic_write(run.confusion_matrix, lambda p: fig.savefig(p, format="png"))
     plt.close(fig)
 
     table = metrics.get("calibration") or []
@@ -153,5 +154,5 @@ def plot_report(run_dir: Path, history: list[dict[str, float]], metrics: dict[st
     ax.set_title("calibration (test)")
     ax.legend()
     fig.tight_layout()
-    atomic_write(run_dir / "calibration.png", lambda p: fig.savefig(p, format="png"))
+    atomic_write(run.calibration, lambda p: fig.savefig(p, format="png"))
     plt.close(fig)

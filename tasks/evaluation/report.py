@@ -15,10 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from tasks.core.atomic import atomic_write_text
-from tasks.core.runs import HISTORY_FILE, RunError, read_history, read_run_info
+from tasks.core.run_folder import RunError, RunFolder
 
-REPORT_FILE = "report.html"
-IMAGES = ("training-curves.png", "confusion-matrix.png", "calibration.png")
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:60rem;color:#222}
 table{border-collapse:collapse;margin:.5rem 0 1.5rem}td,th{border:1px solid #ccc;
@@ -65,14 +63,17 @@ def render(
     """The page for the run in `run_dir` (its run.json, metrics.json, history.csv and plots);
     `decision` and `incoming` are a night's. ReportError when the run has no finished epoch or
     no test metrics yet."""
+    run = RunFolder(run_dir)
     try:
-        info = read_run_info(run_dir)
-        metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+        info = run.read_info()
+        metrics = run.read_metrics()
     except (RunError, OSError, json.JSONDecodeError) as exc:
         raise ReportError(f"no report for {run_dir.name}: {exc}") from exc
-    history = read_history(run_dir)
+    history = run.read_history()
     if not history:
-        raise ReportError(f"no report for {run_dir.name}: no finished epoch in {HISTORY_FILE}")
+        raise ReportError(
+            f"no report for {run_dir.name}: no finished epoch in {run.history_file.name}"
+        )
     low, high = metrics.get("accuracy_ci95", (None, None))
     headline = [
         {
@@ -102,14 +103,14 @@ def render(
         f"<h2>Test metrics ({metrics.get('examples', 0):,} reviews)</h2>",
         _table(headline),
         "<h2>Training curves</h2>",
-        _image(run_dir / IMAGES[0]),
+        _image(run.training_curves),
         "<h2>Per epoch</h2>",
         _table([{k: _number(v) for k, v in row.items()} for row in history]),
         "<h2>Confusion matrix</h2>",
         _table(matrix),
-        _image(run_dir / IMAGES[1]),
+        _image(run.confusion_matrix),
         "<h2>Calibration</h2>",
-        _image(run_dir / IMAGES[2]),
+        _image(run.calibration),
         _table(metrics.get("calibration", [])),
         "<h2>Data</h2>",
         _table(data),
@@ -159,9 +160,10 @@ def _number(value: str) -> Any:
 
 
 def write_report(run_dir: Path, copies: tuple[Path, ...] = (), **night: Any) -> Path:
-    """Render the report into run_dir/report.html and into each folder of `copies` (the
-    export), each written atomically."""
+    """Render the report into the run folder and into each file of `copies` (the export's),
+    each written atomically; the run folder's report."""
     page = render(run_dir, **night)
-    for folder in (run_dir, *copies):
-        atomic_write_text(folder / REPORT_FILE, page)
-    return run_dir / REPORT_FILE
+    path = RunFolder(run_dir).report
+    for file in (path, *copies):
+        atomic_write_text(file, page)
+    return path

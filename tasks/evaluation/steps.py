@@ -10,6 +10,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.logging import get_run_logger
 
 from tasks.config import PipelineConfig
+from tasks.core.run_folder import RunFolder
 from tasks.data.processed import ProcessedData
 from tasks.evaluation import evaluate, report
 from tasks.training.train import TrainResult
@@ -27,8 +28,9 @@ def evaluate_model(config: PipelineConfig, data: ProcessedData, result: TrainRes
     model = serving_model(load_model(best.model_path, compile=False), config)
     metrics = evaluate.evaluate(model, data.split_path("test"), config)
     metrics = {"selected_epoch": best.epoch, "split": "test", **metrics}
-    evaluate.write_metrics(result.run_dir / "metrics.json", metrics)
-    evaluate.plot_report(result.run_dir, result.history, metrics)
+    run = RunFolder(result.run_dir)
+    evaluate.write_metrics(run.metrics_file, metrics)
+    evaluate.plot_report(run, result.history, metrics)
     _publish_metrics(result.run_dir.name, metrics)
     return metrics
 
@@ -55,23 +57,23 @@ def _publish_metrics(run_id: str, metrics: dict) -> None:
 @task(name="report_run")
 def report_run(
     run_dir: Path,
-    model_dir: Path | None = None,
+    copy: Path | None = None,
     decision: dict[str, Any] | None = None,
     incoming: list[dict[str, Any]] | None = None,
 ) -> Path | None:
-    """report.html in the run folder and its export, published as an artifact. A report that
-    cannot be drawn is a warning: the run still completes."""
+    """The run folder's report (and its `copy`, the export's), published as an artifact. A
+    report that cannot be drawn is a warning: the run still completes."""
     logger = get_run_logger()
-    copies = (model_dir,) if model_dir is not None else ()
+    copies = (copy,) if copy is not None else ()
     try:
         path = report.write_report(run_dir, copies, decision=decision, incoming=incoming)
     except Exception as exc:  # a report is for reading: it never fails the run
-        logger.warning("report.html not written: %s", exc)
+        logger.warning("report not written: %s", exc)
         return None
     create_markdown_artifact(
         key="run-report",
         markdown=f"## Report of run `{run_dir.name}`\n\nOpen `{path}` in a browser"
-        + (f" (a copy: `{model_dir / report.REPORT_FILE}`)." if model_dir else "."),
+        + (f" (a copy: `{copy}`)." if copy else "."),
         description="The run's one-page HTML report",
     )
     logger.info("report: %s", path)

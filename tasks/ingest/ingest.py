@@ -43,7 +43,8 @@ from tasks.data.review_files import STRICT, ReviewFileError, read_reviews
 from tasks.ingest import ledger
 from tasks.ingest.batch import Check
 from tasks.ingest.held import ledger_locked, settle
-from tasks.ingest.validate import UNREADABLE, Validated, validate_rows
+from tasks.ingest.known import KnownRows, Reference
+from tasks.ingest.validate import UNREADABLE
 from tasks.layout import DataLayout
 
 log = logging.getLogger(__name__)
@@ -107,12 +108,12 @@ def _counts(reasons: dict[str, int]) -> str:
 
 
 class _Ingest:
-    """One call of `ingest_folder`: the known ids and text keys grow as files are accepted."""
+    """One call of `ingest_folder`: the known rows grow as files are accepted."""
 
     def __init__(
         self,
         data_dir: Path,
-        reference: Callable[[], tuple[frozenset[str], frozenset[str]]],
+        reference: Reference,
         max_chars: int,
         judge: Judge | None,
         progress: Callable[[str], None],
@@ -122,7 +123,6 @@ class _Ingest:
         self.accepted_root = layout.accepted
         self.held_root = layout.held
         self.quarantine = layout.quarantine
-        self.reference = reference
         self.max_chars = max_chars
         self.judge = judge
         self.progress = progress
@@ -130,20 +130,9 @@ class _Ingest:
         self.accepted = {f.sha256: f for f in load_accepted(self.accepted_root, warn=warn)}
         self.held = {f.sha256: f for f in load_accepted(self.held_root, warn=warn)}
         self.ledger = ledger.read_ledger(self.quarantine, warn)
-        self.known: tuple[frozenset[str], frozenset[str], set[str], set[str]] | None = None
-
-    def _known(self) -> tuple[frozenset[str], frozenset[str], set[str], set[str]]:
-        """(leak keys, archive keys, known ids, known keys), built when a file is first
-        validated: a night whose files were all ingested before never needs them. Held rows
-        are known too (a release must not bring in duplicates)."""
-        if self.known is None:
-            leak_keys, archive_keys = self.reference()
-            waiting = [f for sha, f in self.held.items() if self._status(sha) == "held"]
-            prior = read_accepted([*self.accepted.values(), *waiting])
-            ids = set(prior.column("id").to_pylist())
-            keys = set(archive_keys) | set(prior.column("text_key").to_pylist())
-            self.known = (leak_keys, archive_keys, ids, keys)
-        return self.known
+        self.known = KnownRows(
+            reference, self.accepted, self.held, lambda sha: self._status(sha) == "held"
+        )
 
     def _status(self, sha256: str) -> str | None:
         entry = self.ledger.get(sha256)
@@ -200,7 +189,7 @@ class _Ingest:
             self.warn(f"{name}: {NO_ROWS}; nothing accepted (summary {summary})")
             return IngestedFile(name, sha256, "quarantined", 0, 0, {}, NO_ROWS, summary)
 
-        validated = self._validate(table, sha256)
+        validated = self.known.validate(table, sha256, self.max_chars)
         accepted = validated.accepted
         checks = judge(accepted) if judge is not None and accepted.num_rows else []
         failed = [c for c in checks if not c.passed]
@@ -232,26 +221,6 @@ class _Ingest:
         self.progress(f"{name}: {n_acc} accepted, {rejected} -> {where}")
         return IngestedFile(name, sha256, status, n_acc, n_rej, reasons, None, summary, 0, records)
 
-    def _validate(self, table: pa.Table, sha256: str) -> Validated:
-        """The row checks, against everything known but the file's own rows (an interrupted
-        ingest of the same file may have left them)."""
-        leak_keys, archive_keys, known_ids, known_keys = self._known()
-        ids, keys = known_ids, known_keys
-        own = self.accepted.get(sha256) or self.held.get(sha256)
-        if own is not None:  # its own rows are no duplicates of it: compare with the rest
-            rows = read_accepted([own])
-            own_keys = set(rows.column("text_key").to_pylist())
-            ids = ids - set(rows.column("id").to_pylist())
-            keys = (keys - own_keys) | (own_keys & archive_keys)
-        return validate_rows(
-            table,
-            sha256,
-            known_ids=ids,
-            known_keys=keys,
-            leak_keys=leak_keys,
-            max_chars=self.max_chars,
-        )
-
     def _publish(
         self, accepted: pa.Table, sha256: str, name: str, *, held: bool
     ) -> AcceptedFile | None:
@@ -271,9 +240,7 @@ class _Ingest:
         if stale is not None:  # left by an interrupted ingest judged otherwise
             shutil.rmtree(stale.path, ignore_errors=True)
         mine[sha256] = folder
-        _, _, known_ids, known_keys = self._known()
-        known_ids.update(accepted.column("id").to_pylist())
-        known_keys.update(accepted.column("text_key").to_pylist())
+        self.known.add(accepted)
         return folder
 
     def _unreadable(
@@ -328,7 +295,7 @@ def ingest_folder(
     *,
     leak_keys: frozenset[str] | None = None,
     known_keys: frozenset[str] = frozenset(),
-    reference: Callable[[], tuple[frozenset[str], frozenset[str]]] | None = None,
+    reference: Reference | None = None,
     max_chars: int,
     judge: Judge | None = None,
     progress: Callable[[str], None] = log.info,

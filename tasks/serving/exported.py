@@ -21,6 +21,7 @@ TOKENIZER_FILE = "tokenizer.json"
 CARD_FILE = "model-card.md"
 CARD_JSON = "model-card.json"
 SAVED_MODEL_DIR = "saved_model"
+REPORT_FILE = "report.html"  # a copy of the run folder's report
 # Every file a complete export has (a champion move checks them all).
 EXPORT_FILES = (KERAS_FILE, H5_FILE, VOCAB_FILE, TOKENIZER_FILE, CARD_JSON)
 
@@ -56,8 +57,16 @@ class ExportedModel:
         return self.path / CARD_JSON
 
     @property
+    def card_md(self) -> Path:
+        return self.path / CARD_FILE
+
+    @property
     def saved_model(self) -> Path:
         return self.path / SAVED_MODEL_DIR
+
+    @property
+    def report(self) -> Path:
+        return self.path / REPORT_FILE
 
     @property
     def model_file(self) -> Path:

@@ -16,7 +16,7 @@ from tasks.core import runs
 from tasks.core.notify import notify
 from tasks.data.processed import ProcessedData
 from tasks.pretraining.word2vec import reusable_base
-from tasks.serving import champion, export, registry, score
+from tasks.serving import champion, export, promotion, registry, score
 from tasks.training.train import TrainResult
 from tasks.training.warm import WarmStart
 
@@ -51,12 +51,12 @@ def promote_model(
     alpha: float,
     margin: float,
     notify_url: str | None = None,
-) -> champion.Decision:
-    """Promote the new model only if it is really better (see `champion.promote`); the decision
+) -> promotion.Decision:
+    """Promote the new model only if it is really better (see `promotion.promote`); the decision
     is recorded once in the registry and published as an artifact, and a promotion is an alert
     to `notify_url` once, when it is carried out (not again when a resumed night reads it)."""
     done_before = registry.find_event(models_dir, registry.PROMOTION, model_dir.name) is not None
-    decision = champion.promote(models_dir, model_dir, heldout_parquet, alpha, margin)
+    decision = promotion.promote(models_dir, model_dir, heldout_parquet, alpha, margin)
     if decision.promoted and not done_before:
         notify(
             notify_url,

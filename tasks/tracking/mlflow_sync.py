@@ -28,11 +28,11 @@ from typing import Any
 
 from tasks.core.atomic import atomic_write_text
 from tasks.core.lock import exclusive
-from tasks.core.runs import list_runs, read_history, read_run_info
+from tasks.core.run_folder import RunFolder
+from tasks.core.runs import list_runs
 from tasks.tracking import mlflow_runs, phases, run_view
-from tasks.tracking.run_view import STATE_FILE, STATUS
+from tasks.tracking.run_view import STATUS
 
-LOCK_FILE = ".mlflow.lock"
 REGISTERED_MODEL = "imdb-sentiment"
 CHAMPION_ALIAS = "champion"
 # Set during a sync where the environment does not set them: an outage costs seconds (connection
@@ -78,7 +78,7 @@ def pending(run_dir: Path, models_dir: Path, tracking_uri: str) -> list[str]:
     out = [] if state.get("run_id") else ["the run"]
     if not state.get("params"):
         out.append("params")
-    epochs = [int(row["epoch"]) for row in read_history(run_dir)]
+    epochs = [int(row["epoch"]) for row in RunFolder(run_dir).read_history()]
     new = [e for e in epochs if e > state.get("epochs", 0)]
     if new:
         out.append(run_view.epochs_text(new))
@@ -105,13 +105,14 @@ def sync_run(
     uri = normalise_uri(tracking_uri)
     # One sync of a run folder at a time: the training's per-epoch sync, the final one and
     # `imdb-pipeline mlflow-sync` may meet.
-    with exclusive(run_dir / LOCK_FILE), _sync_environment():
+    run = RunFolder(run_dir)
+    with exclusive(run.mlflow_lock), _sync_environment():
         everything = run_view.read_all(run_dir)
         servers = everything.setdefault("servers", {})
         state = servers.setdefault(uri, {})
 
         def save() -> None:
-            atomic_write_text(run_dir / STATE_FILE, json.dumps(everything, indent=2))
+            atomic_write_text(run.mlflow_state, json.dumps(everything, indent=2))
 
         try:
             result = _sync(run_dir, models_dir, uri, registered_model, state, save)
@@ -136,10 +137,10 @@ def sync_champion(
     champion = current_champion(models_dir)
     if champion is None:
         return None
-    run_dir = models_dir.parent / "runs" / champion.name
-    if not (run_dir / "run.json").is_file():
-        raise LookupError(f"champion {champion.name} has no run folder under {run_dir.parent}")
-    version = sync_run(run_dir, models_dir, tracking_uri, registered_model).model_version
+    run = RunFolder.under(models_dir.parent, champion.name)
+    if not run.is_run():
+        raise LookupError(f"champion {champion.name} has no run folder under {run.path.parent}")
+    version = sync_run(run.path, models_dir, tracking_uri, registered_model).model_version
     if version is None:
         raise LookupError(f"champion {champion.name} has no registered model version")
     with _sync_environment():
@@ -205,7 +206,7 @@ def sync_all(
 
     champion = current_champion(models_dir)
     if champion is not None:
-        config = run_view.run_config(artifacts_dir / "runs" / champion.name)
+        config = run_view.run_config(RunFolder.under(artifacts_dir, champion.name).path)
         uri = tracking_uri or config.get("mlflow_tracking_uri") or env_uri
         name = registered_model or config.get("mlflow_registered_model") or REGISTERED_MODEL
         try:
@@ -236,7 +237,7 @@ def _sync(
     """Each phase logs what the server lacks and records it in `state` (saved) at once."""
     from mlflow import MlflowClient
 
-    info = read_run_info(run_dir)
+    info = RunFolder(run_dir).read_info()
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     mlflow_run_id, created = mlflow_runs.ensure_run(client, run_dir.name, state, save)
     result = SyncResult(run_dir.name, mlflow_run_id, created)
@@ -246,7 +247,7 @@ def _sync(
         result.logged.append("the run")
     step = phases.Step(client, mlflow_run_id, state, save, result.logged)
     phases.params_and_tags(step, info)
-    phases.epochs(step, read_history(run_dir))
+    phases.epochs(step, RunFolder(run_dir).read_history())
     phases.artifacts(step, run_view.artifacts(run_dir, models_dir))
     model_dir = run_view.export_of(run_dir, models_dir)
     if model_dir is not None:

@@ -8,18 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from tasks.core.atomic import file_sha256
-from tasks.core.runs import read_run_info
+from tasks.core.run_folder import RunFolder
 
-STATE_FILE = "mlflow.json"
 TAG = "imdb."  # prefix of this project's run tags
-RUN_ARTIFACTS = (
-    "metrics.json",
-    "training-curves.png",
-    "confusion-matrix.png",
-    "calibration.png",
-    "report.html",
-)
-CARD_ARTIFACTS = ("model-card.md", "model-card.json")  # logged under model-card/
 # run.json's status -> the MLflow run's status
 STATUS = {"running": "RUNNING", "completed": "FINISHED", "failed": "FAILED", "abandoned": "KILLED"}
 
@@ -27,14 +18,14 @@ STATUS = {"running": "RUNNING", "completed": "FINISHED", "failed": "FAILED", "ab
 def read_all(run_dir: Path) -> dict[str, Any]:
     """mlflow.json; empty if missing or unreadable (the runs are then found by their tag)."""
     try:
-        return json.loads((run_dir / STATE_FILE).read_text())
+        return json.loads(RunFolder(run_dir).mlflow_state.read_text())
     except (FileNotFoundError, ValueError):
         return {}
 
 
 def run_config(run_dir: Path) -> dict[str, Any]:
     try:
-        return read_run_info(run_dir).get("config") or {}
+        return RunFolder(run_dir).read_info().get("config") or {}
     except (LookupError, ValueError):
         return {}
 
@@ -69,10 +60,13 @@ def export_of(run_dir: Path, models_dir: Path) -> Path | None:
 def artifacts(run_dir: Path, models_dir: Path) -> list[tuple[str, Path]]:
     """(artifact name, file) of each artifact the run holds now: the evaluation's files, then
     the model card of its export."""
-    out = [(name, run_dir / name) for name in RUN_ARTIFACTS if (run_dir / name).is_file()]
+    from tasks.serving.exported import ExportedModel
+
+    out = [(path.name, path) for path in RunFolder(run_dir).results if path.is_file()]
     model_dir = export_of(run_dir, models_dir)
     if model_dir is not None:
-        out += [(f"model-card/{name}", model_dir / name) for name in CARD_ARTIFACTS]
+        export = ExportedModel(model_dir)
+        out += [(f"model-card/{path.name}", path) for path in (export.card_md, export.card_path)]
     return out
 
 

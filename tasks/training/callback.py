@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 import time
 from collections.abc import Callable
@@ -13,8 +11,7 @@ from pathlib import Path
 import keras
 
 from tasks.config import PipelineConfig
-from tasks.core.atomic import atomic_write_text
-from tasks.core.runs import HISTORY_FILE
+from tasks.core.run_folder import RunFolder
 from tasks.training import checkpoint as ckpt
 from tasks.training.tracker import Tracker
 
@@ -82,7 +79,7 @@ class CheckpointCallback(keras.callbacks.Callback):
             )
         self.checkpoint_seconds.append(time.perf_counter() - t0)
         if self.chief:
-            write_history(self.run_dir / HISTORY_FILE, list(tracker.history))
+            RunFolder(self.run_dir).write_history(list(tracker.history))
         if tracker.stopped_early:
             self.model.stop_training = True
             log.info(
@@ -105,13 +102,3 @@ class CheckpointCallback(keras.callbacks.Callback):
             "run_id": self.run_dir.name,
             "saved_at": datetime.now(UTC).isoformat(timespec="seconds"),
         }
-
-
-def write_history(path: Path, history: list[dict[str, float]]) -> None:
-    """history.csv rewritten whole each epoch, so it never holds rows a resume will redo."""
-    columns = sorted({k for row in history for k in row} - {"epoch"})
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=["epoch", *columns])
-    writer.writeheader()
-    writer.writerows(history)
-    atomic_write_text(path, buf.getvalue())

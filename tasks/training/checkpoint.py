@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from tasks.core.atomic import atomic_dir, atomic_write_text, file_record, verified_manifest
+from tasks.core.run_folder import RunFolder
 
 MODEL_FILE = "model.keras"
 STATE_FILE = "state.json"
@@ -138,12 +139,12 @@ def newest_checkpoint(folder: Path) -> Checkpoint | None:
 
 def find_latest_checkpoint(run_dir: Path) -> Checkpoint | None:
     """The run's newest valid periodic checkpoint: where a resume continues."""
-    return newest_checkpoint(run_dir / "checkpoints")
+    return newest_checkpoint(RunFolder(run_dir).checkpoints)
 
 
 def find_best_checkpoint(run_dir: Path) -> Checkpoint | None:
     """The run's valid best-on-validation checkpoint: the model it evaluates and exports."""
-    return newest_checkpoint(run_dir / "best")
+    return newest_checkpoint(RunFolder(run_dir).best)
 
 
 def checkpoint_dir(folder: Path, epoch: int) -> Path:
@@ -177,13 +178,14 @@ def save_epoch(
     """The checkpoints of the epoch `manifest` names: best/ if it `improved`, checkpoints/ if
     `periodic`, each written once (the periodic one copies the best one of the same epoch)."""
     epoch = int(manifest["epoch"])
-    best_dir = run_dir / "best"
+    run = RunFolder(run_dir)
+    best_dir = run.best
     best = None
     if improved:
         best = save_checkpoint(model, checkpoint_dir(best_dir, epoch), manifest, state)
     if not periodic:
         return
-    folder = run_dir / "checkpoints"
+    folder = run.checkpoints
     dest = checkpoint_dir(folder, epoch)
     if best is not None:  # the same epoch: copying the files beats serialising again
         copy_checkpoint(best, dest)

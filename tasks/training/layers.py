@@ -45,18 +45,12 @@ class NgramIds(keras.layers.Layer):
         return self.vocab_size + (self.order - 1) * self.buckets
 
     def call(self, token_ids):
-        ids = ops.cast(token_ids, "int64")
-        grams = [ops.where(ids > 1, ids, 0)]  # padding and out-of-vocabulary words carry nothing
-        key = ids
-        known = ids > 1
-        for k in range(2, self.order + 1):
-            nxt = ids[:, k - 1 :]
-            key = key[:, :-1] * self.vocab_size + nxt
-            known = ops.logical_and(known[:, :-1], nxt > 1)
-            # Keys of order k fit in int64 for vocab_size**k < 2**63; mixing keeps them spread.
-            bucket = ops.mod(key * 2654435761 + k, self.buckets)
-            start = self.vocab_size + (k - 2) * self.buckets
-            grams.append(ops.where(known, bucket + start, 0))
+        grams = []
+        for k, key, known in _windows(token_ids, self.vocab_size, self.order):
+            if k > 1:  # keys fit in int64 for vocab_size**k < 2**63; mixing keeps them spread
+                start = self.vocab_size + (k - 2) * self.buckets
+                key = ops.mod(key * 2654435761 + k, self.buckets) + start
+            grams.append(ops.where(known, key, 0))
         return _distinct(ops.concatenate(grams, axis=1))
 
     def compute_output_shape(self, input_shape):
@@ -69,6 +63,20 @@ class NgramIds(keras.layers.Layer):
             "buckets": self.buckets,
             "order": self.order,
         }
+
+
+def _windows(token_ids, vocab_size: int, order: int):
+    """(k, key, known) for k = 1..`order`: the base-`vocab_size` key of each window of k token
+    ids, and whether all its tokens are in the vocabulary (padding and out-of-vocabulary words,
+    ids 0 and 1, carry nothing)."""
+    ids = ops.cast(token_ids, "int64")
+    key, known = ids, ids > 1
+    yield 1, key, known
+    for k in range(2, order + 1):
+        nxt = ids[:, k - 1 :]
+        key = key[:, :-1] * vocab_size + nxt
+        known = ops.logical_and(known[:, :-1], nxt > 1)
+        yield k, key, known
 
 
 def _distinct(grams):
@@ -94,16 +102,10 @@ def ngram_keys(token_ids, vocab_size: int, order: int):
     lower orders, so keys of different n-grams never coincide (they fit in int64 for
     vocab_size <= 10**6 and order <= 3). Each key occurs once per row; the rest is 0.
     """
-    ids = ops.cast(token_ids, "int64")
-    known = ids > 1  # padding and out-of-vocabulary words carry nothing
-    grams = [ops.where(known, ids, 0)]
-    key = ids
-    offset = vocab_size
-    for k in range(2, order + 1):
-        nxt = ids[:, k - 1 :]
-        key = key[:, :-1] * vocab_size + nxt
-        known = ops.logical_and(known[:, :-1], nxt > 1)
-        grams.append(ops.where(known, key + offset, 0))
+    grams = []
+    offset = 0  # past the keys of the lower orders
+    for k, key, known in _windows(token_ids, vocab_size, order):
+        grams.append(ops.where(known, key + offset if offset else key, 0))
         offset += vocab_size**k
     return _distinct(ops.concatenate(grams, axis=1))
 

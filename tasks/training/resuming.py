@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from tasks.config import PipelineConfig
-from tasks.core.runs import RunError
+from tasks.core.run_folder import RunError
 from tasks.training.checkpoint import Checkpoint
 
 

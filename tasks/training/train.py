@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from tasks.config import PipelineConfig
+from tasks.core.run_folder import RunFolder
 from tasks.data.processed import ProcessedData
 from tasks.training import checkpoint as ckpt
 from tasks.training.distribute import (
@@ -136,10 +137,9 @@ def train(
     if resume is not None:
         if chief:
             # Whatever a killed attempt wrote past this checkpoint is superseded by this run.
-            ckpt.prune_checkpoints(
-                run_dir / "checkpoints", config.keep_checkpoints, above=resume.epoch
-            )
-            ckpt.prune_checkpoints(run_dir / "best", 1, above=resume.epoch)
+            run = RunFolder(run_dir)
+            ckpt.prune_checkpoints(run.checkpoints, config.keep_checkpoints, above=resume.epoch)
+            ckpt.prune_checkpoints(run.best, 1, above=resume.epoch)
         log.info(
             "resuming %s from epoch %d (step %d)",
             run_dir.name,
@@ -167,7 +167,7 @@ def train(
         callbacks = [callback]
         if chief:  # event files of other workers would duplicate the chief's (equal) metrics
             callbacks.append(
-                keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), profile_batch=0)
+                keras.callbacks.TensorBoard(str(RunFolder(run_dir).tensorboard), profile_batch=0)
             )
         model.fit(
             train_ds,

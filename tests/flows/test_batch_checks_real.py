@@ -17,7 +17,7 @@ import pytest
 
 from flows.nightly import nightly
 from tasks.core.atomic import file_sha256
-from tasks.core.runs import read_run_info
+from tasks.core.run_folder import RunFolder
 from tasks.data.archive import iter_members
 from tasks.data.prepared import already_prepared
 from tasks.ingest import batch
@@ -153,6 +153,6 @@ def test_flipped_labels_are_held_and_correct_ones_trained_on_in_the_same_night(r
     assert failed == ["champion_agreement"]
     # And the night trained on a data version with the correct file's rows only
     assert summary["trained"] is True
-    info = read_run_info(config.artifacts_dir / "runs" / "night-2")
+    info = RunFolder(config.artifacts_dir / "runs" / "night-2").read_info()
     assert info["data_incoming"] == [file_sha256(correct)]
     assert file_sha256(flipped) not in info["data_incoming"]

@@ -23,7 +23,8 @@ from flows.cli import main
 from flows.nightly import nightly
 from flows.resume import resume
 from tasks.core.atomic import file_sha256
-from tasks.serving import champion, registry
+from tasks.core.run_folder import RunFolder
+from tasks.serving import promotion, registry
 from tasks.tracking import mlflow_runs, mlflow_sync
 from tests.imdb_fixtures import review_text, tiny_config, train_argv
 from tests.mlflow_server import (
@@ -187,7 +188,7 @@ def test_an_outage_loses_nothing_and_the_champion_alias_follows_promotions(
     incoming = config.incoming_path / "new.jsonl"
     incoming.parent.mkdir(parents=True, exist_ok=True)
     incoming.write_text(incoming_rows(30))
-    monkeypatch.setattr(champion, "correct_on", lambda model_dir, parquet: np.ones(10, dtype=bool))
+    monkeypatch.setattr(promotion, "correct_on", lambda model_dir, parquet: np.ones(10, dtype=bool))
 
     # When the next night trains on the newer data, with the server up
     caplog.clear()
@@ -345,4 +346,4 @@ def test_without_a_tracking_uri_a_run_imports_nothing_of_mlflow(
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["mlflow_modules"] == []
     assert (Path(result["model_dir"]) / "model.keras").is_file()
-    assert not (tmp_path / "artifacts" / "runs" / "plain" / mlflow_sync.STATE_FILE).exists()
+    assert not RunFolder(tmp_path / "artifacts" / "runs" / "plain").mlflow_state.exists()

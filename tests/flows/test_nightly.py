@@ -19,8 +19,8 @@ from flows.nightly import nightly
 from flows.resume import resume
 from tasks.config import PipelineConfig
 from tasks.core.atomic import file_sha256
-from tasks.core.runs import read_run_info
-from tasks.serving import champion, registry
+from tasks.core.run_folder import RunFolder
+from tasks.serving import champion, promotion, registry
 from tests.alert_receiver import Receiver
 from tests.imdb_fixtures import review_text, tiny_config
 
@@ -98,7 +98,9 @@ def test_first_night_trains_and_promotes(first_night: FirstNight) -> None:
         ("decision", "night-1"),
         ("promotion", "night-1"),
     ]
-    assert read_run_info(config.artifacts_dir / "runs" / "night-1")["nightly"] == {"keep_runs": 5}
+    assert RunFolder(config.artifacts_dir / "runs" / "night-1").read_info()["nightly"] == {
+        "keep_runs": 5
+    }
     # And the run's report, in the run folder and the export, shows the night's decision
     page = (config.artifacts_dir / "runs" / "night-1" / "report.html").read_text()
     assert "Champion decision" in page and "no champion yet" in page
@@ -161,7 +163,7 @@ def test_new_reviews_with_bad_rows_train_on_a_new_version_and_quarantine_exactly
     # scratch: the new reviews are too large a share of the text to keep what the archive taught
     assert summary["trained"] is True and summary["warm_start"] is False
     assert summary["data_version"] != first_night.summary["data_version"]
-    info = read_run_info(config.artifacts_dir / "runs" / "night-2")
+    info = RunFolder(config.artifacts_dir / "runs" / "night-2").read_info()
     assert info["data_incoming"] == [file_sha256(new_file)]
     train = pq.read_table(Path(info["data_path"]) / "train.parquet", columns=["review_id"])
     validation = pq.read_table(
@@ -223,7 +225,7 @@ def test_a_challenger_worse_than_the_champion_is_not_promoted(
         right = n if model_dir.name == "night-1" else n // 2
         return np.arange(n) < right
 
-    monkeypatch.setattr(champion, "correct_on", correct_on)
+    monkeypatch.setattr(promotion, "correct_on", correct_on)
 
     # When the night runs
     summary = nightly(config, run_id="night-2")
@@ -266,8 +268,8 @@ def test_a_crash_between_training_and_promotion_is_resumed_with_exactly_one_deci
         links.append(os.readlink(models / "champion"))
         raise RuntimeError(f"worker lost in {crash_in}")
 
-    monkeypatch.setattr(champion, "correct_on", correct_on)
-    monkeypatch.setattr(champion, crash_in, crash)
+    monkeypatch.setattr(promotion, "correct_on", correct_on)
+    monkeypatch.setattr(promotion, crash_in, crash)
 
     # When the night crashes there
     with pytest.raises(RuntimeError, match="worker lost"):
@@ -275,12 +277,12 @@ def test_a_crash_between_training_and_promotion_is_resumed_with_exactly_one_deci
 
     # Then the run is trained and exported, and the champion link still names a valid model
     run_dir = config.artifacts_dir / "runs" / "night-2"
-    info = read_run_info(run_dir)
+    info = RunFolder(run_dir).read_info()
     assert info["status"] == "completed" and Path(info["model_dir"]).is_dir()
     assert champion.current_champion(models) == (models / "night-1").resolve()
 
     # When the automatic resume (as the trigger starts it: by the crashed flow run's id) runs
-    monkeypatch.setattr(champion, crash_in, real[crash_in])
+    monkeypatch.setattr(promotion, crash_in, real[crash_in])
     summary = resume(flow_run_id=info["flow_run_ids"][0], automatic=True)
 
     # Then the night is concluded: exactly one decision for night-2, and it was carried out
@@ -325,7 +327,7 @@ def test_a_night_with_little_new_text_reuses_the_vectors_and_the_champion_also_w
 
     # When the automatic resume trains the run afresh
     monkeypatch.setattr(train, "train", real_train)
-    info = read_run_info(config.artifacts_dir / "runs" / "night-2")
+    info = RunFolder(config.artifacts_dir / "runs" / "night-2").read_info()
     summary = resume(flow_run_id=info["flow_run_ids"][0], automatic=True)
 
     # Then the run started from the champion's weights, for the warm start's epochs only
@@ -381,7 +383,7 @@ def test_a_file_with_flipped_labels_is_held_with_an_alert_until_an_operator_rele
     again = nightly(config, run_id="night-3")
     assert again["incoming"][0]["status"] == "already ingested"
     assert again["trained"] is True
-    assert read_run_info(config.artifacts_dir / "runs" / "night-3")["data_incoming"] == [
+    assert RunFolder(config.artifacts_dir / "runs" / "night-3").read_info()["data_incoming"] == [
         file_sha256(flipped)
     ]
     assert not [b for b in receiver.received() if b["event"] == "held"]  # not again

@@ -14,9 +14,9 @@ import pytest
 
 import tasks.core.runs as runs_module
 from flows.resume import resume
-from tasks.core.runs import RunError, read_run_info
+from tasks.core.run_folder import RunError, RunFolder
 from tasks.training.steps import HOLD_FILE_ENV
-from tests.imdb_fixtures import read_history, train_argv
+from tests.imdb_fixtures import train_argv
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 ROOT = Path(__file__).resolve().parents[2]
@@ -72,16 +72,16 @@ def test_resumes_of_a_live_run_leave_it_to_its_writer_and_a_killed_one_is_taken_
     summary = resume(run_id="live", artifacts_dir=art, automatic=True, wait_for_writer_s=0.5)
     # Then it leaves the run to its writer, untouched
     assert summary["status"] == "running elsewhere"
-    assert proc.poll() is None and read_run_info(run_dir)["resumes"] == []
-    assert read_run_info(run_dir)["automatic_resumes"] == 0
+    assert proc.poll() is None and RunFolder(run_dir).read_info()["resumes"] == []
+    assert RunFolder(run_dir).read_info()["automatic_resumes"] == 0
 
     # When the run is resumed by hand while its process trains it
     with pytest.raises(RunError, match=f"pid {proc.pid} ") as refused:
         resume(run_id="live", artifacts_dir=art)
     # Then nothing was written: the refusal names the process that holds the run
     assert "not resuming it" in str(refused.value)
-    assert read_run_info(run_dir)["resumes"] == []
-    assert read_run_info(run_dir)["status"] == "running"
+    assert RunFolder(run_dir).read_info()["resumes"] == []
+    assert RunFolder(run_dir).read_info()["status"] == "running"
 
     # When that process is SIGKILLed (its lock file and writer.json stay behind)
     proc.send_signal(signal.SIGKILL)
@@ -91,7 +91,7 @@ def test_resumes_of_a_live_run_leave_it_to_its_writer_and_a_killed_one_is_taken_
     # Then the resume takes the run over at once and finishes it from the checkpoint
     assert summary["resumed_from_epoch"] == 1 and summary["epochs_completed"] == EPOCHS
     assert f"pid {proc.pid}" in caplog.text and "no longer holds it" in caplog.text
-    assert [r["epoch"] for r in read_history(run_dir)] == ["1", "2", "3"]
+    assert [r["epoch"] for r in RunFolder(run_dir).read_history()] == ["1", "2", "3"]
 
 
 def test_an_automatic_resume_of_a_live_run_waits_and_leaves_a_finished_run_alone(
@@ -115,10 +115,10 @@ def test_an_automatic_resume_of_a_live_run_waits_and_leaves_a_finished_run_alone
     # Then it waited for the writer, which finished the run, and did nothing itself
     assert proc.wait(timeout=300) == 0
     assert summary["status"] == "completed"
-    info = read_run_info(run_dir)
+    info = RunFolder(run_dir).read_info()
     assert info["status"] == "completed" and info["resumes"] == []
     assert info["automatic_resumes"] == 0
-    assert [r["epoch"] for r in read_history(run_dir)] == ["1", "2", "3"]
+    assert [r["epoch"] for r in RunFolder(run_dir).read_history()] == ["1", "2", "3"]
 
 
 def test_two_trainings_of_one_run_id_at_once_exactly_one_trains(
@@ -133,5 +133,5 @@ def test_two_trainings_of_one_run_id_at_once_exactly_one_trains(
     logs = [p.read_text() for p in sorted(tmp_path.glob("same.*.log"))]
     assert sum("already exists; runs never share one" in log for log in logs) == 1
     run_dir = tmp_path / "art" / "runs" / "same"
-    assert read_run_info(run_dir)["status"] == "completed"
-    assert [r["epoch"] for r in read_history(run_dir)] == ["1", "2", "3"]
+    assert RunFolder(run_dir).read_info()["status"] == "completed"
+    assert [r["epoch"] for r in RunFolder(run_dir).read_history()] == ["1", "2", "3"]

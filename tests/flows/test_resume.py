@@ -14,7 +14,8 @@ from flows.cli import main
 from flows.pipeline import pipeline
 from flows.resume import resume
 from tasks.config import PipelineConfig
-from tasks.core.runs import RunError, create_run, read_run_info, update_run_info
+from tasks.core.run_folder import RunError, RunFolder
+from tasks.core.runs import create_run
 from tasks.data.processed import load_processed
 from tasks.training import checkpoint as ckpt
 from tests.imdb_fixtures import pipeline_config
@@ -38,7 +39,7 @@ class Finished:
         art = tmp_path / "art"
         shutil.copytree(self.artifacts, art, symlinks=True)
         if status is not None:
-            update_run_info(art / "runs" / "done", status=status)
+            RunFolder(art / "runs" / "done").update_info(status=status)
         if not export:
             shutil.rmtree(art / "models" / "done")
         return art
@@ -62,12 +63,12 @@ def test_resume_without_a_checkpoint_picks_the_newest_unfinished_run_and_trains_
     # its first checkpoint
     art = finished.copy(tmp_path, status=None, export=True)
     config = finished.config.model_copy(update={"artifacts_dir": art})
-    data = load_processed(Path(read_run_info(art / "runs" / "done")["data_path"]))
+    data = load_processed(Path(RunFolder(art / "runs" / "done").read_info()["data_path"]))
     assert data is not None
     older = create_run(art, config, data, "older")
-    update_run_info(older, status="failed", created_at="2000-01-01T00:00:00+00:00")
+    RunFolder(older).update_info(status="failed", created_at="2000-01-01T00:00:00+00:00")
     fresh = create_run(art, config, data, "fresh")
-    update_run_info(fresh, status="failed")
+    RunFolder(fresh).update_info(status="failed")
 
     # When the resume flow runs without naming a run
     with caplog.at_level(logging.INFO):
@@ -84,15 +85,15 @@ def test_resume_without_a_checkpoint_picks_the_newest_unfinished_run_and_trains_
     # And evaluated and exported it, and recorded the resume in run.json
     assert Path(summary["model_dir"]) == art.resolve() / "models" / "fresh"
     assert (Path(summary["model_dir"]) / "model.keras").is_file()
-    info = read_run_info(fresh)
+    info = RunFolder(fresh).read_info()
     assert info["status"] == "completed"
     assert info["model_dir"] == summary["model_dir"]
     assert len(info["flow_run_ids"]) == 1
     assert info["resumes"] == [{"flow_run_id": info["flow_run_ids"][0], "from_epoch": 0}]
     assert info["automatic_resumes"] == 0
     # And the other runs were left alone
-    assert read_run_info(older)["status"] == "failed"
-    assert read_run_info(art / "runs" / "done")["status"] == "completed"
+    assert RunFolder(older).read_info()["status"] == "failed"
+    assert RunFolder(art / "runs" / "done").read_info()["status"] == "completed"
 
 
 def test_resume_of_a_run_that_finished_training_only_evaluates_and_exports(
@@ -104,9 +105,9 @@ def test_resume_of_a_run_that_finished_training_only_evaluates_and_exports(
     run_dir = art / "runs" / "done"
     manifests = checkpoint_manifests(run_dir)
     history = (run_dir / "history.csv").read_text()
-    env = read_run_info(run_dir)["environment"]
+    env = RunFolder(run_dir).read_info()["environment"]
     started = {**env, "git_commit": "0" * 40, "packages": {**env["packages"], "keras": "3.0.0"}}
-    update_run_info(run_dir, environment=started)
+    RunFolder(run_dir).update_info(environment=started)
 
     # When it is resumed by id
     with caplog.at_level(logging.WARNING):
@@ -131,21 +132,21 @@ def test_resume_of_a_run_that_finished_training_only_evaluates_and_exports(
     card = json.loads((model_dir / "model-card.json").read_text())
     assert card["environment"]["packages"] == env["packages"]  # the exporting process's
     assert "## Environment" in (model_dir / "model-card.md").read_text()
-    info = read_run_info(run_dir)
+    info = RunFolder(run_dir).read_info()
     assert info["status"] == "completed"
     assert info["model_dir"] == str(model_dir)
     assert [r["from_epoch"] for r in info["resumes"]] == [2]
 
 
 def _edit_run_json(run_dir: Path, **config_changes) -> None:
-    info = read_run_info(run_dir)
-    update_run_info(run_dir, config={**info["config"], **config_changes})
+    info = RunFolder(run_dir).read_info()
+    RunFolder(run_dir).update_info(config={**info["config"], **config_changes})
 
 
 def test_resume_refuses_changed_settings_or_data(finished: Finished, tmp_path: Path) -> None:
     art = finished.copy(tmp_path)
     run_dir = art / "runs" / "done"
-    original = read_run_info(run_dir)
+    original = RunFolder(run_dir).read_info()
     latest = ckpt.find_latest_checkpoint(run_dir)
     assert latest is not None
 
@@ -157,17 +158,17 @@ def test_resume_refuses_changed_settings_or_data(finished: Finished, tmp_path: P
     assert str(latest.path) in str(exc.value)
     assert latest.manifest["config_digest"] in str(exc.value)
     # And the run is marked failed again, not left "running"
-    assert read_run_info(run_dir)["status"] == "failed"
+    assert RunFolder(run_dir).read_info()["status"] == "failed"
 
     # Given run.json records other data than the archive and settings now give
-    update_run_info(run_dir, config=original["config"], data_fingerprint="0" * 16)
+    RunFolder(run_dir).update_info(config=original["config"], data_fingerprint="0" * 16)
     # When / then the resume refuses, naming both fingerprints
     with pytest.raises(RunError, match="was trained on data 0{16}, but the archive") as exc:
         resume(run_id="done", artifacts_dir=art)
     assert original["data_fingerprint"] in str(exc.value)
 
     # Given the newest checkpoint records other data than run.json
-    update_run_info(run_dir, data_fingerprint=original["data_fingerprint"])
+    RunFolder(run_dir).update_info(data_fingerprint=original["data_fingerprint"])
     manifest = json.loads((latest.path / ckpt.MANIFEST_FILE).read_text())
     (latest.path / ckpt.MANIFEST_FILE).write_text(json.dumps({**manifest, "data_fingerprint": "x"}))
     # When / then the resume refuses too
@@ -216,17 +217,17 @@ def test_automatic_resumes_stop_at_the_limit(finished: Finished, tmp_path: Path)
     # When it is resumed automatically, then the resume proceeds and completes the run
     summary = resume(run_id="done", artifacts_dir=art, automatic=True, max_automatic_resumes=1)
     assert summary["run_id"] == "done"
-    info = read_run_info(run_dir)
+    info = RunFolder(run_dir).read_info()
     assert (info["status"], info["automatic_resumes"]) == ("completed", 1)
 
     # When it fails again and is resumed automatically a second time
-    update_run_info(run_dir, status="failed")
+    RunFolder(run_dir).update_info(status="failed")
     with pytest.raises(RunError, match=r"resumed automatically 1 times \(limit 1\)") as exc:
         resume(run_id="done", artifacts_dir=art, automatic=True, max_automatic_resumes=1)
 
     # Then it is refused with the command to resume by hand, and the run is abandoned
     assert "imdb-pipeline resume --run-id done" in str(exc.value)
-    info = read_run_info(run_dir)
+    info = RunFolder(run_dir).read_info()
     assert (info["status"], info["automatic_resumes"]) == ("abandoned", 1)
     assert len(info["resumes"]) == 1
 

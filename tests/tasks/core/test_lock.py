@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tasks.core.lock import HOLDER_FILE, RunLocked, acquire_run, holds, read_holder, release_run
+from tasks.core.lock import RunLocked, acquire_run, holds, read_holder, release_run
+from tasks.core.run_folder import RunFolder
 
 ROOT = Path(__file__).resolve().parents[3]
 HOLD = """
@@ -95,7 +96,7 @@ def test_a_killed_holders_lock_is_taken_over_at_once(child_holding) -> None:
     try:
         # Then it gets it (the kernel dropped the dead process's lock) and learns who was there
         assert previous is not None and previous.pid == proc.pid
-        holder = json.loads((run_dir / HOLDER_FILE).read_text())
+        holder = json.loads(RunFolder(run_dir).writer_file.read_text())
         assert (holder["pid"], holder["flow_run_id"]) == (os.getpid(), "mine")
     finally:
         release_run(run_dir)
@@ -114,7 +115,8 @@ def test_the_holding_process_may_take_it_again(tmp_path: Path) -> None:
 def test_taking_over_a_live_run_refuses_a_person_and_leaves_it_to_an_automatic_resume(
     child_holding,
 ) -> None:
-    from tasks.core.runs import RunError, take_over
+    from tasks.core.run_folder import RunError
+    from tasks.core.runs import take_over
 
     run_dir, _ = child_holding
     said: list[str] = []

@@ -11,7 +11,8 @@ import pytest
 
 from tasks.config import ConfigError, load_config
 from tasks.core import notify
-from tasks.core.runs import RunError, begin_resume
+from tasks.core.run_folder import RunError
+from tasks.core.runs import begin_resume
 from tests.alert_receiver import Receiver
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from tasks.config import PipelineConfig
 from tasks.core import runs
+from tasks.core.run_folder import RunError, RunFolder
 from tasks.data.processed import ProcessedData
 
 CONFIG = PipelineConfig(source="unused.tar.gz", sha256=None, epochs=2, lstm_units=8)
@@ -29,7 +30,7 @@ def make_run(
         changes["created_at"] = created_at
     if flow_run_ids is not None:
         changes["flow_run_ids"] = flow_run_ids
-    runs.update_run_info(run_dir, **changes)
+    RunFolder(run_dir).update_info(**changes)
     return run_dir
 
 
@@ -49,7 +50,7 @@ def test_create_run_writes_run_json(tmp_path: Path) -> None:
     assert info["flow_run_ids"] == ["flow-a"]
     assert info["automatic_resumes"] == 0
     assert info["resumes"] == []
-    assert runs.read_run_info(run_dir) == info
+    assert RunFolder(run_dir).read_info() == info
 
 
 def test_create_run_without_an_id_makes_a_unique_timestamped_one(tmp_path: Path) -> None:
@@ -60,7 +61,7 @@ def test_create_run_without_an_id_makes_a_unique_timestamped_one(tmp_path: Path)
     # Then each got its own folder, named by UTC time and a random suffix
     assert first != second
     assert first.name[8] == "T" and first.name[15] == "Z"
-    assert runs.read_run_info(first)["flow_run_ids"] == []
+    assert RunFolder(first).read_info()["flow_run_ids"] == []
 
 
 def test_create_run_refuses_an_existing_folder(tmp_path: Path) -> None:
@@ -69,7 +70,7 @@ def test_create_run_refuses_an_existing_folder(tmp_path: Path) -> None:
     before = (run_dir / "run.json").read_bytes()
 
     # When / then creating a run with the same id fails and leaves the old run as it was
-    with pytest.raises(runs.RunError, match="already exists; runs never share one"):
+    with pytest.raises(RunError, match="already exists; runs never share one"):
         runs.create_run(tmp_path, CONFIG, DATA, "run-1")
     assert (run_dir / "run.json").read_bytes() == before
 
@@ -77,14 +78,14 @@ def test_create_run_refuses_an_existing_folder(tmp_path: Path) -> None:
 @pytest.mark.parametrize("bad", ["../escape", "a/b", "run 1", "..", "-", "run;rm"])
 def test_create_run_refuses_bad_ids(tmp_path: Path, bad: str) -> None:
     # Given / when / then an id that is not a plain folder name is refused before anything
-    with pytest.raises(runs.RunError, match="may hold only letters, digits"):
+    with pytest.raises(RunError, match="may hold only letters, digits"):
         runs.create_run(tmp_path, CONFIG, DATA, bad)
     assert not (tmp_path / "runs").exists()
 
 
 def test_read_run_info_of_a_folder_without_run_json_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(runs.RunError, match="is not a run folder"):
-        runs.read_run_info(tmp_path)
+    with pytest.raises(RunError, match="is not a run folder"):
+        RunFolder(tmp_path).read_info()
 
 
 def test_list_runs_orders_by_creation_and_skips_broken_folders(tmp_path: Path) -> None:
@@ -124,15 +125,15 @@ def test_find_run_errors_name_what_is_missing(tmp_path: Path) -> None:
     (tmp_path / "runs" / "stray").mkdir()
 
     # When / then each lookup that cannot succeed says why
-    with pytest.raises(runs.RunError, match="no run 'nope' under"):
+    with pytest.raises(RunError, match="no run 'nope' under"):
         runs.find_run(tmp_path, run_id="nope")
-    with pytest.raises(runs.RunError, match="no run 'stray' under"):
+    with pytest.raises(RunError, match="no run 'stray' under"):
         runs.find_run(tmp_path, run_id="stray")
-    with pytest.raises(runs.RunError, match="no run folder records flow run f-unknown"):
+    with pytest.raises(RunError, match="no run folder records flow run f-unknown"):
         runs.find_run(tmp_path, flow_run_id="f-unknown")
-    with pytest.raises(runs.RunError, match="no unfinished run under"):
+    with pytest.raises(RunError, match="no unfinished run under"):
         runs.find_run(tmp_path)
-    with pytest.raises(runs.RunError, match="no unfinished run under"):
+    with pytest.raises(RunError, match="no unfinished run under"):
         runs.find_run(tmp_path / "empty")
 
 

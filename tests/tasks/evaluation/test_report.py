@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from tasks.core import environment
+from tasks.core.run_folder import RunFolder
 from tasks.evaluation import evaluate, report
-from tasks.training.callback import write_history
 
 DECISION = {
     "promoted": False,
@@ -49,14 +49,14 @@ def finished_run(root: Path, epochs: int = 3) -> Path:
         {"epoch": e, "loss": 1 / e, "accuracy": 0.8, "val_loss": 1.1 / e, "val_accuracy": 0.79}
         for e in range(1, epochs + 1)
     ]
-    write_history(run_dir / "history.csv", history)
+    RunFolder(run_dir).write_history(history)
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, 400)
     prob = np.clip(y * 0.7 + rng.normal(0.15, 0.2, 400), 0, 1)
     metrics = {"selected_epoch": epochs, **evaluate.binary_metrics(y, prob)}
     evaluate.write_metrics(run_dir / "metrics.json", metrics)
     if epochs:
-        evaluate.plot_report(run_dir, history, metrics)
+        evaluate.plot_report(RunFolder(run_dir), history, metrics)
     return run_dir
 
 
@@ -67,7 +67,9 @@ def test_the_report_holds_every_section_inline_and_loads_nothing(tmp_path: Path)
     model_dir.mkdir(parents=True)
 
     # When its report is written with the night's decision and incoming files
-    path = report.write_report(run_dir, (model_dir,), decision=DECISION, incoming=INCOMING)
+    path = report.write_report(
+        run_dir, (model_dir / "report.html",), decision=DECISION, incoming=INCOMING
+    )
 
     # Then the run folder and the export hold the same page
     page = path.read_text()

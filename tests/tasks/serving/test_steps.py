@@ -11,6 +11,7 @@ from prefect.artifacts import Artifact
 
 from tasks.config import PipelineConfig
 from tasks.core import runs
+from tasks.core.run_folder import RunFolder
 from tasks.data.processed import ProcessedData
 from tasks.serving import champion, registry
 from tasks.serving.steps import export_model, promote_model, prune_runs
@@ -21,7 +22,7 @@ pytestmark = pytest.mark.usefixtures("prefect_server")
 
 def _finished_run(art: Path, config: PipelineConfig, data: ProcessedData, run_id: str) -> Path:
     run_dir = runs.create_run(art, config, data, run_id=run_id)
-    runs.update_run_info(run_dir, status="completed")
+    RunFolder(run_dir).update_info(status="completed")
     return run_dir
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tasks.core.runs import write_run_info
+from tasks.core.run_folder import RunFolder
 from tests.imdb_fixtures import tiny_config
 
 
@@ -13,8 +13,7 @@ def make_run(artifacts: Path, run_id: str, epochs: int) -> Path:
     config = tiny_config(artifacts.parent, artifacts_dir=artifacts)
     run_dir = artifacts / "runs" / run_id
     run_dir.mkdir(parents=True)
-    write_run_info(
-        run_dir,
+    RunFolder(run_dir).write_info(
         {
             "run_id": run_id,
             "status": "running",
@@ -34,6 +33,4 @@ def history_row(epoch: int) -> dict[str, float]:
 
 
 def write_history(run_dir: Path, epochs: int) -> None:
-    rows = [history_row(e) for e in range(1, epochs + 1)]
-    lines = [f"{r['epoch']},{r['loss']},{r['val_accuracy']}" for r in rows]
-    (run_dir / "history.csv").write_text("\n".join(["epoch,loss,val_accuracy", *lines]) + "\n")
+    RunFolder(run_dir).write_history([history_row(e) for e in range(1, epochs + 1)])

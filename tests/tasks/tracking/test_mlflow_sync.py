@@ -9,7 +9,7 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from tasks.core.runs import read_run_info, update_run_info
+from tasks.core.run_folder import RunFolder
 from tasks.tracking import mlflow_runs, mlflow_sync
 from tests.mlflow_server import LocalMlflow, dead_uri, shared_mlflow
 from tests.tasks.tracking.run_folders import make_run, write_history
@@ -45,7 +45,7 @@ def test_a_run_is_logged_once_and_later_syncs_add_only_what_is_new(
     # Then one MLflow run holds its config as params, its tags, epoch 1 and its status
     assert first.created and first.logged[:4] == ["the run", "params", "tags", "epoch 1"]
     run = client.get_run(first.mlflow_run_id)
-    info = read_run_info(run_dir)
+    info = RunFolder(run_dir).read_info()
     assert run.data.params["lstm_units"] == str(info["config"]["lstm_units"])
     assert run.data.params["data_dir"] == info["config"]["data_dir"]
     assert "mlflow_tracking_uri" not in run.data.params
@@ -61,7 +61,7 @@ def test_a_run_is_logged_once_and_later_syncs_add_only_what_is_new(
     write_history(run_dir, 3)
     (run_dir / "metrics.json").write_text(json.dumps({"accuracy": 0.9}))
     (run_dir / "training-curves.png").write_bytes(b"\x89PNG curves")
-    update_run_info(run_dir, flow_run_ids=["flow-1", "flow-2"], status="failed")
+    RunFolder(run_dir).update_info(flow_run_ids=["flow-1", "flow-2"], status="failed")
     second = mlflow_sync.sync_run(run_dir, art / "models", mlflow_server.uri)
 
     # Then the same run gets just those: epochs 2-3 in order, the files, the tag, the status
@@ -104,7 +104,7 @@ def test_a_lost_state_file_finds_the_run_again_instead_of_starting_another(
     first = mlflow_sync.sync_run(run_dir, art / "models", mlflow_server.uri)
 
     # Given mlflow.json is gone (a sync killed before recording, a folder restored elsewhere)
-    (run_dir / mlflow_sync.STATE_FILE).unlink()
+    RunFolder(run_dir).mlflow_state.unlink()
     write_history(run_dir, 3)
 
     # When the run is synced again
@@ -172,7 +172,7 @@ def test_a_sync_cut_short_keeps_what_it_logged_and_the_outstanding_run_is_finish
     assert done.logged == ["epochs 1-2", "status RUNNING"]
     assert [s for s, _ in steps(client, state["run_id"], "loss")] == [1, 2]
     assert mlflow_sync.read_state(run_dir, mlflow_server.uri)["outstanding"] is False
-    assert not (art / "runs" / "other" / mlflow_sync.STATE_FILE).exists()
+    assert not RunFolder(art / "runs" / "other").mlflow_state.exists()
 
 
 def test_without_a_champion_there_is_no_alias_to_move(tmp_path: Path) -> None:

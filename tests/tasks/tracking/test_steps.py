@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from tasks.core.run_folder import RunFolder
 from tasks.tracking import mlflow_sync
 from tasks.tracking.steps import epoch_tracker, track_champion, track_run, tracking_uri
 from tests.imdb_fixtures import tiny_config
@@ -39,7 +40,7 @@ def test_without_a_uri_the_steps_do_nothing(
     assert track_run(config, run_dir) is None
     assert track_champion(config) is None
     assert epoch_tracker(config, run_dir, pytest.fail) is None
-    assert not (run_dir / mlflow_sync.STATE_FILE).exists()
+    assert not RunFolder(run_dir).mlflow_state.exists()
 
 
 def test_the_epoch_tracker_warns_once_when_the_server_is_down_and_stops_trying(

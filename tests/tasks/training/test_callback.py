@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tasks.core.run_folder import RunFolder
 from tasks.training.tracker import Tracker
-from tests.imdb_fixtures import checkpoint_epochs, read_history, tiny_config
+from tests.imdb_fixtures import checkpoint_epochs, tiny_config
 
 
 def test_epoch_end_tracks_patience_and_best_with_fake_logs(tmp_path: Path) -> None:
@@ -44,4 +45,4 @@ def test_epoch_end_tracks_patience_and_best_with_fake_logs(tmp_path: Path) -> No
     # And the best model and the final (stopping) epoch were checkpointed
     assert checkpoint_epochs(run_dir / "best") == [3]
     assert checkpoint_epochs(run_dir / "checkpoints") == [5]
-    assert [int(r["epoch"]) for r in read_history(run_dir)] == [1, 2, 3, 4, 5]
+    assert [int(r["epoch"]) for r in RunFolder(run_dir).read_history()] == [1, 2, 3, 4, 5]

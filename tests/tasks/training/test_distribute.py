@@ -18,11 +18,12 @@ from pathlib import Path
 import pytest
 
 from tasks.config import ConfigError, PipelineConfig, load_config
+from tasks.core.run_folder import RunFolder
 from tasks.data.processed import ProcessedData
 from tasks.training import checkpoint as ckpt
 from tasks.training import dataset, distribute
 from tasks.training import train as train_mod
-from tests.imdb_fixtures import checkpoint_epochs, read_history, tiny_config, tokenize_small
+from tests.imdb_fixtures import checkpoint_epochs, tiny_config, tokenize_small
 
 ROOT = Path(__file__).resolve().parents[3]
 # Seconds per child, a hang guard: a tiny run takes ~10 s alone, minutes on a loaded machine.
@@ -155,8 +156,8 @@ def test_mirrored_over_two_cpus_trains_checkpoints_and_resumes_on_one_device(
     assert latest is not None
     assert latest.manifest["global_step"] == 2 * steps
     assert latest.manifest["config_digest"] == mirrored.digest()
-    assert [int(r["epoch"]) for r in read_history(run_dir)] == [1, 2]
-    mirrored_history = read_history(run_dir)
+    assert [int(r["epoch"]) for r in RunFolder(run_dir).read_history()] == [1, 2]
+    mirrored_history = RunFolder(run_dir).read_history()
 
     # When the run is resumed without a strategy, on the one default device
     single = _config(tmp_path, epochs=3, distribution="none")
@@ -171,7 +172,7 @@ def test_mirrored_over_two_cpus_trains_checkpoints_and_resumes_on_one_device(
     final = ckpt.find_latest_checkpoint(run_dir)
     assert final is not None
     assert final.manifest["global_step"] == 3 * steps
-    history = read_history(run_dir)
+    history = RunFolder(run_dir).read_history()
     assert [int(r["epoch"]) for r in history] == [1, 2, 3]
     assert history[:2] == mirrored_history  # the mirrored epochs are kept, not redone
     assert final.state()["epoch"] == 3 and len(final.state()["history"]) == 3
@@ -242,7 +243,7 @@ def test_two_workers_train_one_epoch_and_only_the_chief_writes_one_checkpoint(
     # batch_size is global: each step took one global batch, split between the workers
     assert found.manifest["global_step"] == dataset.steps_per_epoch(64, 16)
     assert sorted(p.name for p in (run_dir / "best").iterdir()) == ["epoch-0001"]
-    assert [int(r["epoch"]) for r in read_history(run_dir)] == [1]
+    assert [int(r["epoch"]) for r in RunFolder(run_dir).read_history()] == [1]
     # And no temporary file or folder of a save remains
     assert _leftovers(run_dir) == []
 

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 
 from tasks.config import PipelineConfig
-from tasks.core.runs import RunError
+from tasks.core.run_folder import RunError
 from tasks.training.resuming import check_compatible
 
 CONFIG = PipelineConfig(source="unused.tar.gz", epochs=3)

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from tasks.core.run_folder import RunFolder
 from tasks.training import checkpoint as ckpt
 from tasks.training.steps import HOLD_FILE_ENV, hold_if_requested, train_model
 from tests.imdb_fixtures import (
     checkpoint_epochs,
-    read_history,
     run_in_flow,
     tiny_config,
     tokenize_small,
@@ -45,7 +45,7 @@ def test_train_model_trains_then_continues_from_the_newest_checkpoint(
     # Then it continued from it: only epochs 2 and 3 were trained in this call
     assert second.epochs_completed == 3
     assert len(second.epoch_seconds) == 2
-    assert [int(r["epoch"]) for r in read_history(run_dir)] == [1, 2, 3]
+    assert [int(r["epoch"]) for r in RunFolder(run_dir).read_history()] == [1, 2, 3]
 
     # When it runs once more without a checkpoint given (as a retry does)
     third = run_in_flow(train_model, three, data, run_dir)

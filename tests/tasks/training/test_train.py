@@ -11,12 +11,13 @@ import pytest
 
 from tasks.config import PipelineConfig
 from tasks.core.atomic import file_sha256
+from tasks.core.run_folder import RunFolder
 from tasks.data.processed import ProcessedData
 from tasks.training import checkpoint as ckpt
 from tasks.training import dataset
 from tasks.training import tracker as tracker_mod
 from tasks.training import train as train_mod
-from tests.imdb_fixtures import checkpoint_epochs, read_history, tiny_config, tokenize_small
+from tests.imdb_fixtures import checkpoint_epochs, tiny_config, tokenize_small
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +80,7 @@ def test_train_keeps_checkpoints_best_model_history_and_tensorboard(
         "epoch-0004",
     ]
     # And history.csv has one row per epoch with train and validation metrics
-    history = read_history(run_dir)
+    history = RunFolder(run_dir).read_history()
     assert [int(r["epoch"]) for r in history] == [1, 2, 3, 4]
     assert {"loss", "accuracy", "val_loss", "val_accuracy"} <= set(history[0])
     assert len(result.history) == 4
@@ -130,7 +131,7 @@ def test_checkpoint_every_n_epochs_also_saves_the_final_epoch(
     # Then checkpoints exist for epochs 2 and 4 and the final epoch 5
     assert result.epochs_completed == 5
     assert checkpoint_epochs(run_dir / "checkpoints") == [2, 4, 5]
-    assert len(read_history(run_dir)) == 5
+    assert len(RunFolder(run_dir).read_history()) == 5
 
 
 def test_early_stopping_stops_and_a_resume_does_not_train_further(
@@ -151,7 +152,7 @@ def test_early_stopping_stops_and_a_resume_does_not_train_further(
     assert result.best_epoch == 1
     assert checkpoint_epochs(run_dir / "checkpoints") == [2]
     assert checkpoint_epochs(run_dir / "best") == [1]
-    assert len(read_history(run_dir)) == 2
+    assert len(RunFolder(run_dir).read_history()) == 2
     latest = ckpt.find_latest_checkpoint(run_dir)
     assert latest is not None and latest.state()["stopped_early"] is True
 
@@ -186,7 +187,7 @@ def test_resume_is_exact(data: ProcessedData, tmp_path: Path) -> None:
 
     # Then run B has a complete 4-epoch history and checkpoints up to 4
     assert result_b.epochs_completed == 4
-    history_b = read_history(run_b)
+    history_b = RunFolder(run_b).read_history()
     assert [int(r["epoch"]) for r in history_b] == [1, 2, 3, 4]
     assert checkpoint_epochs(run_b / "checkpoints") == [1, 2, 3, 4]
     final_b = ckpt.find_latest_checkpoint(run_b)
@@ -206,6 +207,6 @@ def test_resume_is_exact(data: ProcessedData, tmp_path: Path) -> None:
         differences = _weight_differences(a, b)
         assert differences == {}, f"epoch {a.epoch} ({stage}): run B's weights differ from A's"
     # And so are the metrics of every epoch and the dropout generators' states
-    assert history_b == read_history(run_a)
+    assert history_b == RunFolder(run_a).read_history()
     assert result_b.history == result_a.history
     assert final_b.state()["seed_generators"] == final_a.state()["seed_generators"]
