@@ -63,9 +63,12 @@ def test_deploy_run_crash_and_automatic_resume(tmp_path: Path) -> None:
     deploy_run_crash_and_automatic_resume(tmp_path)
 
 
-def deploy_run_crash_and_automatic_resume(tmp_path: Path, database_url: str | None = None) -> None:
+def deploy_run_crash_and_automatic_resume(
+    tmp_path: Path, database_url: str | None = None, *, flow_kill: bool = True
+) -> None:
     """The whole scenario on a server whose database is its own SQLite file, or `database_url`
-    (tests/flows/test_deployments_postgres.py runs it on PostgreSQL)."""
+    (tests/flows/test_deployments_postgres.py runs it on PostgreSQL, without the `flow_kill`
+    case: what the database adds is shown by the dead-worker case, the harder one)."""
     small = build_archive(tmp_path / "small.tar.gz", per_folder=40)
     # While this file exists, training holds after each epoch's checkpoint (HOLD_FILE_ENV): the
     # run is killed at a known epoch, on an event, however fast or loaded the machine is.
@@ -131,22 +134,22 @@ def deploy_run_crash_and_automatic_resume(tmp_path: Path, database_url: str | No
         # Then: the run whose worker died was resumed automatically from its checkpoint to
         # completion
         worker_died.resumed(logs)
-        # When / then: a pipeline run whose flow alone is SIGKILLed there is resumed
-        # automatically from that checkpoint to completion too
-        flow_killed = _crash(prefect, small, tmp_path / "second", hold, logs)
-        flow_killed.resumed(logs)
-        print(
-            f"crash -> resume start: flow killed {flow_killed.latency:.1f} s; "
-            f"flow and worker killed {worker_died.latency:.1f} s"
-        )
-        # And the server recorded both killed runs as crashed, and their resume runs
+        killed = {worker_died.flow_run_id}
+        print(f"crash -> resume start: flow and worker killed {worker_died.latency:.1f} s")
+        if flow_kill:
+            # When / then: a pipeline run whose flow alone is SIGKILLed there is resumed
+            # automatically from that checkpoint to completion too
+            flow_killed = _crash(prefect, small, tmp_path / "second", hold, logs)
+            flow_killed.resumed(logs)
+            killed.add(flow_killed.flow_run_id)
+            print(f"crash -> resume start: flow killed {flow_killed.latency:.1f} s")
+        # And the server recorded the killed runs as crashed, and their resume runs
         crashed = prefect.api(
             "/flow_runs/filter", {"flow_runs": {"state": {"type": {"any_": ["CRASHED"]}}}}
         )
-        killed = {worker_died.flow_run_id, flow_killed.flow_run_id}
         assert killed <= {run["id"] for run in crashed}, crashed
         resumes = prefect.api("/flow_runs/filter", {"flows": {"name": {"any_": ["resume"]}}})
-        assert sum(run["state_type"] == "COMPLETED" for run in resumes) >= 2, resumes
+        assert sum(run["state_type"] == "COMPLETED" for run in resumes) >= len(killed), resumes
 
 
 @dataclass
