@@ -16,7 +16,7 @@ from tasks.serving.exported import ExportedModel
 from tasks.serving.saved_model import SavedModelScorer, is_saved_model
 from tasks.training.dataset import Split, keep_last
 
-BATCH = 512  # texts read and scored at a time by `predict`
+BATCH = 512  # texts scored at a time by `predict` (its progress bar moves per batch)
 
 
 class Predictor:
