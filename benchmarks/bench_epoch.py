@@ -46,7 +46,7 @@ def main() -> None:
     from tasks.data.processed import TokenizeParams
     from tasks.data.tokenize import tokenize_archive
     from tasks.training import dataset
-    from tasks.training.model import build_model, ngram_table, set_ngram_ratios
+    from tasks.training.model import build_model, count_ngrams
     from tasks.training.train import load_training_splits, setup_determinism
 
     overrides = {
@@ -75,9 +75,8 @@ def main() -> None:
     out: dict = {"benchmark": "epoch", "config": overrides, "steps": steps}
     out["input_s"] = _timed(lambda: sum(1 for _ in batches(1)))
     t0 = time.perf_counter()
-    table = ngram_table(config, dataset.make_eval_dataset(train))
-    model = build_model(config, steps, ngram_table=table)
-    set_ngram_ratios(model, dataset.make_eval_dataset(train))
+    counts = count_ngrams(config, dataset.make_eval_dataset(train))
+    model = build_model(config, steps, ngrams=counts)
     out["ngram_setup_s"] = round(time.perf_counter() - t0, 2)
     lstm_only = build_model(config.model_copy(update={"ngram_order": 0}), steps)
     val = dataset.make_eval_dataset(validation, pad_end=config.mask_padding)

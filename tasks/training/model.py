@@ -4,13 +4,15 @@ With `mask_padding` the padding (id 0, at the end of each row) is masked through
 and both pools, so a review's score does not depend on the reviews batched with it. With
 `ngram_order` > 0 the output logit is the LSTM head's plus a naive-Bayes weighted n-gram
 branch computed from the same token ids inside the graph (`layers.NgramLookup` over the table
-of the training split's n-grams, `ngram_table`, or hashed `layers.NgramIds`;
-`layers.NaiveBayesLogit`); its log-count ratios come from the training split
-(`set_ngram_ratios`). With both off and no word vectors this is the earlier model, unchanged.
+of the training split's n-grams, or hashed `layers.NgramIds`; `layers.NaiveBayesLogit`); the
+table and its log-count ratios are counted from the training split in one pass
+(`count_ngrams`), hashed ids' ratios by the model's own layer (`set_ngram_ratios`). With both
+off and no word vectors this is the earlier model, unchanged.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import keras
@@ -56,12 +58,13 @@ def build_model(
     config: PipelineConfig,
     steps_per_epoch: int = 1,
     word_vectors: np.ndarray | None = None,
-    ngram_table: np.ndarray | None = None,
+    ngrams: NgramCounts | None = None,
     epochs: int | None = None,
 ) -> keras.Model:
     """A compiled Keras model for token-id sequences padded with 0 (`word_vectors`, if given,
-    replace the embedding's random initial values; `ngram_table`, from `ngram_table()`, is the
-    n-gram branch's table when `ngram_min_count` is set: without it the table is empty).
+    replace the embedding's random initial values; `ngrams`, from `count_ngrams()`, gives the
+    n-gram branch its table and ratios when `ngram_min_count` is set: without it the table is
+    empty).
     `epochs` (default `config.epochs`) is what the learning-rate schedule spans."""
     seeds = LayerSeeds(config.seed)
     inputs = keras.Input(shape=(None,), dtype="int32", name="token_ids")
@@ -113,14 +116,17 @@ def build_model(
     if config.dropout:
         x = keras.layers.Dropout(config.dropout, seed=config.seed, name="dropout")(x)
     if config.ngram_order:
-        grams = ngram_ids_layer(config, ngram_table)
-        ngram = NaiveBayesLogit(
+        grams = ngram_ids_layer(config, None if ngrams is None else ngrams.table)
+        nb_logit = NaiveBayesLogit(
             grams.size,
             rate=config.ngram_rate,
             dropout=config.ngram_dropout,
             seed=config.seed,
             name=NGRAM_LOGIT,
-        )(grams(inputs))
+        )
+        ngram = nb_logit(grams(inputs))
+        if ngrams is not None:
+            nb_logit.set_ratios(ngrams.ratios)
         lstm = keras.layers.Dense(1, kernel_initializer=_glorot(seeds), name="lstm_logit")(x)
         # Trained as an ensemble (each branch on its own loss); `serving_model` combines them.
         outputs = keras.layers.Concatenate(name=BRANCHES)([lstm, ngram])
@@ -177,15 +183,48 @@ def ngram_ids_layer(
     return layer
 
 
-def ngram_table(config: PipelineConfig, batches: Any) -> np.ndarray:
-    """The n-gram table of `NgramLookup`: 0, then the sorted keys of the n-grams present in at
-    least `ngram_min_count` reviews of `batches` (the training split's (token ids, labels))."""
-    keys = []
-    for x, _ in batches:
+@dataclass(frozen=True)
+class NgramCounts:
+    """What the n-gram branch learns by counting the training reviews: `table`, 0 then the
+    sorted keys of the n-grams present in at least `ngram_min_count` reviews (`NgramLookup`'s
+    table, an n-gram's id its position), and `ratios`, each id's naive-Bayes log-count ratio."""
+
+    table: np.ndarray
+    ratios: np.ndarray
+
+
+def count_ngrams(config: PipelineConfig, batches: Any) -> NgramCounts:
+    """The table and ratios of the n-gram branch from the training split's (token ids, labels)
+    `batches`, in one pass over their n-gram keys (the ratios as `set_ngram_ratios` computes
+    them from the table's ids, to the last bit)."""
+    keys: dict[bool, list[np.ndarray]] = {True: [], False: []}
+    for x, y in batches:
         row_keys = np.asarray(ngram_keys(x, config.vocab_size, config.ngram_order))
-        keys.append(row_keys[row_keys > 0])  # each key at most once per review
-    found, reviews = np.unique(np.concatenate(keys or [np.zeros(0, np.int64)]), return_counts=True)
-    return np.concatenate([[0], found[reviews >= config.ngram_min_count]]).astype(np.int64)
+        labels = np.asarray(y).astype(bool)
+        for positive in (True, False):
+            rows = row_keys[labels == positive]
+            keys[positive].append(rows[rows > 0])  # each key at most once per review
+    pos, neg = (np.concatenate(keys[s] or [np.zeros(0, np.int64)]) for s in (True, False))
+    found, reviews = np.unique(np.concatenate([pos, neg]), return_counts=True)
+    table = np.concatenate([[0], found[reviews >= config.ngram_min_count]]).astype(np.int64)
+    counts = [_table_ids(table, k) for k in (pos, neg)]
+    return NgramCounts(table, _nb_ratios(*(c[c > 0] for c in counts), size=len(table)))
+
+
+def _table_ids(table: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """Each key's position in the sorted `table`, 0 for keys it lacks (as `NgramLookup`)."""
+    at = np.minimum(np.searchsorted(table, keys), len(table) - 1)
+    return np.where(table[at] == keys, at, 0)
+
+
+def _nb_ratios(pos_ids: np.ndarray, neg_ids: np.ndarray, size: int) -> np.ndarray:
+    """r = log((p / |p|) / (q / |q|)), p and q the add-one smoothed counts of reviews holding
+    each id among the positive and the negative ones (ids given once per review holding them)."""
+    pos = np.ones(size) + np.bincount(pos_ids, minlength=size)
+    neg = np.ones(size) + np.bincount(neg_ids, minlength=size)
+    ratios = np.log(pos / pos.sum()) - np.log(neg / neg.sum())
+    ratios[0] = 0.0  # the padding id carries nothing (no other id stands for <oov>)
+    return ratios.astype(np.float32)
 
 
 def branch_weights(config: PipelineConfig) -> tuple[float, float]:
@@ -195,23 +234,19 @@ def branch_weights(config: PipelineConfig) -> tuple[float, float]:
 
 def set_ngram_ratios(model: keras.Model, batches: Any) -> None:
     """Set the n-gram branch's naive-Bayes log-count ratios from labelled `batches` of
-    (token ids, labels): r = log((p / |p|) / (q / |q|)), p and q the smoothed counts of
-    reviews holding each n-gram among the positive and negative ones (Wang & Manning 2012).
-
-    The n-gram ids come from the model's own n-gram layer: the same table or hashing as in use.
-    """
+    (token ids, labels) (Wang & Manning 2012), the n-gram ids from the model's own n-gram
+    layer: the same table or hashing as in use. For hashed ids; a table's come with it from
+    `count_ngrams`."""
     grams = model.get_layer(NGRAM_IDS)
-    pos = np.ones(grams.size)  # add-one smoothing
-    neg = np.ones(grams.size)
+    found: dict[bool, list[np.ndarray]] = {True: [], False: []}
     for x, y in batches:
         ids = np.asarray(grams(x))
         labels = np.asarray(y).astype(bool)
-        for counts, rows in ((pos, ids[labels]), (neg, ids[~labels])):
-            present = rows[rows > 0]  # each id at most once per review; 0 fills the rest
-            counts += np.bincount(present, minlength=grams.size)
-    ratios = np.log(pos / pos.sum()) - np.log(neg / neg.sum())
-    ratios[0] = 0.0  # the padding id carries nothing (no other id stands for <oov>)
-    model.get_layer(NGRAM_LOGIT).set_ratios(ratios.astype(np.float32))
+        for positive in (True, False):
+            rows = ids[labels == positive]
+            found[positive].append(rows[rows > 0])  # each id once per review; 0 fills the rest
+    pos, neg = (np.concatenate(found[s] or [np.zeros(0, np.int64)]) for s in (True, False))
+    model.get_layer(NGRAM_LOGIT).set_ratios(_nb_ratios(pos, neg, grams.size))
 
 
 def is_two_branch(model: keras.Model) -> bool:

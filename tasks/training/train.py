@@ -90,7 +90,7 @@ def train(
     from tasks.training import dataset
     from tasks.training.callback import CheckpointCallback
     from tasks.training.layers import load_model
-    from tasks.training.model import build_model, ngram_table, set_ngram_ratios
+    from tasks.training.model import build_model, count_ngrams, set_ngram_ratios
     from tasks.training.warm import transfer_weights
 
     t0 = time.perf_counter()
@@ -106,11 +106,11 @@ def train(
     # any strategy or worker count.
     with strategy.scope():
         if resume is None:
-            table = None
+            counts = None
             if config.ngram_order and config.ngram_min_count:
-                table = ngram_table(config, dataset.make_eval_dataset(train_split))
-            model = build_model(config, steps, word_vectors, table, epochs)
-            if config.ngram_order:
+                counts = count_ngrams(config, dataset.make_eval_dataset(train_split))
+            model = build_model(config, steps, word_vectors, counts, epochs)
+            if config.ngram_order and counts is None:  # hashed ids: counted by the model's layer
                 set_ngram_ratios(model, dataset.make_eval_dataset(train_split))
             if warm is not None:
                 warm.check()

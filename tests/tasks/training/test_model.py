@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tasks.training.model import build_model, compile_model
+from tasks.training.model import build_model, compile_model, set_ngram_ratios
 from tests.imdb_fixtures import tiny_config
 
 BASE = ["token_ids", "embedding", "embedding_dropout"]
@@ -198,23 +198,34 @@ def test_compile_model_recompiles_a_model_loaded_from_h5(tmp_path: Path) -> None
 def test_the_ngram_table_holds_the_ngrams_of_at_least_min_count_training_reviews(
     tmp_path: Path,
 ) -> None:
-    from tasks.training.model import ngram_table
+    from tasks.training.model import count_ngrams
 
     # Given training reviews in which 2, 3, 5 and (2, 3) occur in two reviews, and 4 and (4, 5)
     # in one review only, twice
     config = tiny_config(tmp_path, ngram_order=2, ngram_min_count=2)
-    batches = [(np.array([[2, 3, 0, 0], [2, 3, 5, 0]]), None), (np.array([[4, 5, 4, 5]]), None)]
+    batches = [
+        (np.array([[2, 3, 0, 0], [2, 3, 5, 0]]), np.array([1, 0])),
+        (np.array([[4, 5, 4, 5]]), np.array([0])),
+    ]
 
-    # When the table is counted
-    table = ngram_table(config, batches)
+    # When the n-grams are counted
+    counts = count_ngrams(config, batches)
 
-    # Then it holds 0 and the keys of 2, 3, 5 and (2, 3): reviews are counted, not occurrences
-    assert table.tolist() == [0, 2, 3, 5, 60 + 2 * 60 + 3]
+    # Then the table holds 0 and the keys of 2, 3, 5 and (2, 3): reviews are counted, not
+    # occurrences
+    assert counts.table.tolist() == [0, 2, 3, 5, 60 + 2 * 60 + 3]
 
-    # When the model is built with it / Then a review's unknown n-grams add nothing to its logit
-    model = build_model(config, ngram_table=table)
+    # When the model is built with them / Then a review's unknown n-grams add nothing to its logit
+    model = build_model(config, ngrams=counts)
     grams = np.asarray(model.get_layer("ngram_ids")(np.array([[2, 3, 9, 9]])))
     assert sorted(grams[0][grams[0] > 0].tolist()) == [1, 2, 4]
+
+    # And the ratios are the ones the model's own n-gram layer counts, to the last bit: 5 is in
+    # two negative reviews, 2, 3 and (2, 3) in one review of each label
+    ratios = np.asarray(model.get_layer("ngram_logit").r)
+    set_ngram_ratios(model, batches)
+    assert np.array_equal(ratios, np.asarray(model.get_layer("ngram_logit").r))
+    assert ratios[0] == 0 and ratios[3] < 0 < ratios[1] == ratios[2] == ratios[4]
 
 
 def test_ngram_min_count_0_hashes_the_ngrams_as_the_previous_default_did(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from tasks.training.layers import ngram_keys
-from tasks.training.model import EMBEDDING, build_model, ngram_table, set_ngram_ratios
+from tasks.training.model import EMBEDDING, build_model, count_ngrams
 from tasks.training.warm import WarmStart, id_map, remap_ngram_keys, transfer_weights
 from tests.imdb_fixtures import tiny_config
 
@@ -38,9 +38,7 @@ def _reviews(vocabulary: list[str]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _model(config, batches):
-    model = build_model(config, ngram_table=ngram_table(config, batches))
-    set_ngram_ratios(model, batches)
-    return model
+    return build_model(config, ngrams=count_ngrams(config, batches))
 
 
 def test_ngram_keys_follow_their_words_into_another_vocabulary() -> None:
