@@ -197,18 +197,27 @@ def count_ngrams(config: PipelineConfig, batches: Any) -> NgramCounts:
     """The table and ratios of the n-gram branch from the training split's (token ids, labels)
     `batches`, in one pass over their n-gram keys (the ratios as `set_ngram_ratios` computes
     them from the table's ids, to the last bit)."""
-    keys: dict[bool, list[np.ndarray]] = {True: [], False: []}
-    for x, y in batches:
-        row_keys = np.asarray(ngram_keys(x, config.vocab_size, config.ngram_order))
-        labels = np.asarray(y).astype(bool)
-        for positive in (True, False):
-            rows = row_keys[labels == positive]
-            keys[positive].append(rows[rows > 0])  # each key at most once per review
-    pos, neg = (np.concatenate(keys[s] or [np.zeros(0, np.int64)]) for s in (True, False))
+    pos, neg = _present_by_label(
+        batches, lambda x: ngram_keys(x, config.vocab_size, config.ngram_order)
+    )
     found, reviews = np.unique(np.concatenate([pos, neg]), return_counts=True)
     table = np.concatenate([[0], found[reviews >= config.ngram_min_count]]).astype(np.int64)
     counts = [_table_ids(table, k) for k in (pos, neg)]
     return NgramCounts(table, _nb_ratios(*(c[c > 0] for c in counts), size=len(table)))
+
+
+def _present_by_label(batches: Any, values: Any) -> tuple[np.ndarray, np.ndarray]:
+    """The nonzero `values(x)` (each at most once per review, 0 filling the rest) of the
+    positive and of the negative reviews of labelled `batches` of (token ids, labels)."""
+    found: dict[bool, list[np.ndarray]] = {True: [], False: []}
+    for x, y in batches:
+        rows_values = np.asarray(values(x))
+        labels = np.asarray(y).astype(bool)
+        for positive in (True, False):
+            rows = rows_values[labels == positive]
+            found[positive].append(rows[rows > 0])
+    empty = [np.zeros(0, np.int64)]
+    return np.concatenate(found[True] or empty), np.concatenate(found[False] or empty)
 
 
 def _table_ids(table: np.ndarray, keys: np.ndarray) -> np.ndarray:
@@ -238,14 +247,7 @@ def set_ngram_ratios(model: keras.Model, batches: Any) -> None:
     layer: the same table or hashing as in use. For hashed ids; a table's come with it from
     `count_ngrams`."""
     grams = model.get_layer(NGRAM_IDS)
-    found: dict[bool, list[np.ndarray]] = {True: [], False: []}
-    for x, y in batches:
-        ids = np.asarray(grams(x))
-        labels = np.asarray(y).astype(bool)
-        for positive in (True, False):
-            rows = ids[labels == positive]
-            found[positive].append(rows[rows > 0])  # each id once per review; 0 fills the rest
-    pos, neg = (np.concatenate(found[s] or [np.zeros(0, np.int64)]) for s in (True, False))
+    pos, neg = _present_by_label(batches, grams)
     model.get_layer(NGRAM_LOGIT).set_ratios(_nb_ratios(pos, neg, grams.size))
 
 
