@@ -54,8 +54,12 @@ class LocalMlflow:
 
 def server_env() -> dict[str, str]:
     """This process's environment without any MLflow setting (the server must not inherit a
-    tracking URI, and the tests choose theirs)."""
-    return {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    tracking URI, and the tests choose theirs), and without the server's job execution."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    # MLflow 3's server otherwise starts a job runner and five huey consumer processes (for
+    # its GenAI jobs, which tracking does not use): CPU-seconds on every start of a test.
+    env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
+    return env
 
 
 def server_command() -> str:

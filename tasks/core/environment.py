@@ -7,6 +7,7 @@ from __future__ import annotations
 import getpass
 import hashlib
 import importlib.metadata
+import os
 import platform
 import socket
 import subprocess
@@ -28,6 +29,21 @@ PACKAGES = (
     "numpy",
     "pydantic",
 )
+
+# TensorFlow's threads per op. TensorFlow's own default is one per core: then the LSTM's
+# thousands of small ops per step are each split over the cores, the threads' hand-offs cost
+# more CPU time than they save (benchmarks/bench_threads.py, docs/model.md), and the float
+# sums, so the weights, depend on the machine's core count. With one thread per op the ops
+# still run side by side (the LSTM's two directions on two cores). A default: a value set
+# beforehand (TF_NUM_INTRAOP_THREADS=0 is TensorFlow's own) is kept. TensorFlow reads it when
+# it starts, so the package sets it when imported (tasks/__init__.py), before TF is.
+INTRA_OP_THREADS_ENV = "TF_NUM_INTRAOP_THREADS"
+INTRA_OP_THREADS_DEFAULT = "1"
+
+
+def default_tensorflow_threads() -> None:
+    """Set TF_NUM_INTRAOP_THREADS to 1 unless it is set already."""
+    os.environ.setdefault(INTRA_OP_THREADS_ENV, INTRA_OP_THREADS_DEFAULT)
 
 
 def _version(name: str) -> str | None:
@@ -65,6 +81,7 @@ def describe(lock_file: Path = LOCK_FILE, root: Path = ROOT) -> dict[str, Any]:
         "git_commit": _git_commit(root),
         "platform": platform.platform(),
         "executable": sys.executable,
+        "tf_intra_op_threads": os.environ.get(INTRA_OP_THREADS_ENV),
     }
 
 
@@ -77,6 +94,9 @@ def differences(recorded: dict[str, Any] | None, current: dict[str, Any]) -> lis
     for key in ("python", "lock_sha256", "git_commit", "platform"):
         if recorded.get(key) != current.get(key):
             found.append(f"{key} {recorded.get(key)} -> {current.get(key)}")
+    threads = "tf_intra_op_threads"  # recorded since 2026-12-02
+    if threads in recorded and recorded[threads] != current.get(threads):
+        found.append(f"{INTRA_OP_THREADS_ENV} {recorded[threads]} -> {current.get(threads)}")
     old, new = recorded.get("packages") or {}, current.get("packages") or {}
     for name in sorted(set(old) | set(new)):
         if old.get(name) != new.get(name):

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import os
 import platform
 import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 from tasks.core import environment
 
@@ -30,6 +34,7 @@ def test_the_environment_names_python_packages_lock_commit_and_platform(tmp_path
     ).stdout.strip()
     assert env["git_commit"] == (head or None)
     assert env["platform"] == platform.platform()
+    assert env["tf_intra_op_threads"] == os.environ["TF_NUM_INTRAOP_THREADS"]
 
 
 def test_outside_a_checkout_and_without_a_lock_they_are_null(tmp_path: Path) -> None:
@@ -47,7 +52,35 @@ def test_differences_name_each_change_and_none_for_an_unrecorded_run() -> None:
     assert f"gensim None -> {now['packages']['gensim']}" in found
     assert len(found) == 3
     assert environment.differences(None, now) == []
+    assert environment.differences({**now, "tf_intra_op_threads": "0"}, now) == [
+        f"TF_NUM_INTRAOP_THREADS 0 -> {now['tf_intra_op_threads']}"
+    ]
+    unrecorded = {k: v for k, v in now.items() if k != "tf_intra_op_threads"}  # an older run
+    assert environment.differences(unrecorded, now) == []
     assert environment.differences({**now, "executable": "/elsewhere/python"}, now) == []
+
+
+@pytest.mark.parametrize(("given", "expected"), [(None, "1"), ("0", "0"), ("2", "2")])
+def test_importing_the_package_gives_tensorflow_one_thread_per_op_unless_set(
+    given: str | None, expected: str
+) -> None:
+    # Given an environment without TF_NUM_INTRAOP_THREADS, or with a value of the user's
+    env = {k: v for k, v in os.environ.items() if k != "TF_NUM_INTRAOP_THREADS"}
+    if given is not None:
+        env["TF_NUM_INTRAOP_THREADS"] = given
+
+    # When a process imports the package
+    out = subprocess.run(
+        [sys.executable, "-c", "import os, tasks; print(os.environ['TF_NUM_INTRAOP_THREADS'])"],
+        env=env,
+        cwd=environment.ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+
+    # Then TensorFlow, started after it, is told 1 thread per op, or the user's value
+    assert out.stdout.strip() == expected
 
 
 def _locked(lock: Path) -> dict[str, tuple[str, str | None]]:
