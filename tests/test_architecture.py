@@ -28,6 +28,8 @@ def layer(module: str) -> str | None:
         return "flows"
     if parts[0] != "tasks" or len(parts) == 1:
         return None
+    if parts[1] == "__init__":  # runs before every module of the package: core at most
+        return "core"
     return "config" if parts[1] in ("config", "config_reference", "layout") else parts[1]
 
 
