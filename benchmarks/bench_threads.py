@@ -1,8 +1,8 @@
 """TensorFlow's threads per op: the package's default (TF_NUM_INTRAOP_THREADS=1) against
 TensorFlow's own (0: one per core), on training steps of the default model.
 
-Each round runs one fresh process per setting, in alternating order (this VM's speed drifts
-by a fifth from minute to minute): the default config's model, n-gram table included, built
+Each round runs one fresh process per setting, in alternating order (a VM's speed drifts from
+minute to minute): the default config's model, n-gram table included, built
 on the real training split, `fit` over `--steps` batches of epoch 1's plan after a first
 batch that traces the step. Each process reports its wall time and CPU time (user + system,
 all threads) per step and a digest of the weights it ends with. Prints one JSON line: per
