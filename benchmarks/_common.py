@@ -21,14 +21,15 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_isolated(script: Path, *args: str) -> dict:
-    """Run `script` in a fresh interpreter so times and peak memory are its own."""
+def run_isolated(script: Path, *args: str, env: dict[str, str] | None = None) -> dict:
+    """Run `script` in a fresh interpreter so times and peak memory are its own (with `env`
+    added to this process's environment)."""
     out = subprocess.run(
         [sys.executable, str(script), *args],
         check=True,
         capture_output=True,
         text=True,
         cwd=ROOT,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(ROOT)},
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(ROOT), **(env or {})},
     )
     return json.loads(out.stdout.strip().splitlines()[-1])

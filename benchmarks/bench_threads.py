@@ -16,17 +16,15 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import resource
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._common import REAL_ARCHIVE, REAL_SHA256, ROOT  # noqa: E402
+from benchmarks._common import REAL_ARCHIVE, REAL_SHA256, ROOT, run_isolated  # noqa: E402
 
 SETTINGS = {"one_per_op": "1", "tensorflow_default": "0"}
 
@@ -93,15 +91,11 @@ def main() -> None:
     for i in range(args.rounds):
         order = list(SETTINGS) if i % 2 == 0 else list(reversed(SETTINGS))
         for name in order:
-            cmd = [sys.executable, __file__, "--child", "--steps", str(args.steps)]
+            child_args = ["--child", "--steps", str(args.steps)]
             if args.max_reviews:
-                cmd += ["--max-reviews", str(args.max_reviews)]
-            env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(ROOT)}
-            env["TF_NUM_INTRAOP_THREADS"] = SETTINGS[name]
-            out = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True)
-            if out.returncode:
-                raise SystemExit(f"{name} failed:\n{out.stderr[-2000:]}")
-            rounds[name].append(json.loads(out.stdout.strip().splitlines()[-1]))
+                child_args += ["--max-reviews", str(args.max_reviews)]
+            env = {"TF_NUM_INTRAOP_THREADS": SETTINGS[name]}
+            rounds[name].append(run_isolated(Path(__file__), *child_args, env=env))
 
     result: dict = {"benchmark": "threads", "steps": args.steps, "rounds": args.rounds}
     for name, runs in rounds.items():

@@ -39,6 +39,7 @@ PACKAGES = (
 # it starts, so the package sets it when imported (tasks/__init__.py), before TF is.
 INTRA_OP_THREADS_ENV = "TF_NUM_INTRAOP_THREADS"
 INTRA_OP_THREADS_DEFAULT = "1"
+_THREADS_KEY = "tf_intra_op_threads"  # in what `describe` records since 2026-12-02
 
 
 def default_tensorflow_threads() -> None:
@@ -81,7 +82,7 @@ def describe(lock_file: Path = LOCK_FILE, root: Path = ROOT) -> dict[str, Any]:
         "git_commit": _git_commit(root),
         "platform": platform.platform(),
         "executable": sys.executable,
-        "tf_intra_op_threads": os.environ.get(INTRA_OP_THREADS_ENV),
+        _THREADS_KEY: os.environ.get(INTRA_OP_THREADS_ENV),
     }
 
 
@@ -94,9 +95,10 @@ def differences(recorded: dict[str, Any] | None, current: dict[str, Any]) -> lis
     for key in ("python", "lock_sha256", "git_commit", "platform"):
         if recorded.get(key) != current.get(key):
             found.append(f"{key} {recorded.get(key)} -> {current.get(key)}")
-    threads = "tf_intra_op_threads"  # recorded since 2026-12-02
-    if threads in recorded and recorded[threads] != current.get(threads):
-        found.append(f"{INTRA_OP_THREADS_ENV} {recorded[threads]} -> {current.get(threads)}")
+    if _THREADS_KEY in recorded and recorded[_THREADS_KEY] != current.get(_THREADS_KEY):
+        found.append(
+            f"{INTRA_OP_THREADS_ENV} {recorded[_THREADS_KEY]} -> {current.get(_THREADS_KEY)}"
+        )
     old, new = recorded.get("packages") or {}, current.get("packages") or {}
     for name in sorted(set(old) | set(new)):
         if old.get(name) != new.get(name):
