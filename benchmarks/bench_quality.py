@@ -20,11 +20,15 @@ test split is scored once per side, at the end):
 - `lean4`, `lean3`: the previous model with 4 or 3 epochs (the cosine schedule spans them)
   and word2vec 3 epochs.
 - `default`: the default config (batch 256, learning rate 4e-3, 5 epochs, word2vec 5 epochs).
+- `narrow`: the default with LSTM(32) per direction instead of 64.
+- `sampled`: the default with word2vec skipping frequent words above 1e-4 of the text (1e-3).
+- `sampled4`: `sampled` with 4 epochs; `four`: the default with 4 epochs.
 
 Word vectors are learnt afresh by every side that uses them (into a temporary folder), so each
 side's time is what a first run pays.
 
 Usage: python benchmarks/bench_quality.py [--epochs E] [--sides nbsvm,previous,fast,default]
+       [--keep DIR]   (each side's row and test predictions kept in DIR, and read back from it)
 """
 
 from __future__ import annotations
@@ -64,6 +68,10 @@ SIDES = {
     "lean4": {"batch_size": 64, "learning_rate": 2e-3, "epochs": 4, "word2vec_epochs": 3},
     "lean3": {"batch_size": 64, "learning_rate": 2e-3, "epochs": 3, "word2vec_epochs": 3},
     "default": {},
+    "narrow": {"lstm_units": 32},
+    "sampled": {"word2vec_sample": 1e-4},
+    "sampled4": {"word2vec_sample": 1e-4, "epochs": 4},
+    "four": {"epochs": 4},
 }
 AGAINST = ("earlier", "previous")  # the paired tests of every side
 THRESHOLDS = (0.90, 0.92)  # validation accuracies whose first arrival is timed
@@ -187,6 +195,21 @@ def model_side(name: str, epochs: int | None, out: Path) -> dict:
     return row
 
 
+def _side(side: str, folder: Path, extra: list[str]) -> tuple[dict, object]:
+    """One side's result row and per-review test correctness: read back from `folder` when
+    both files are there (a side is kept only once it has finished), else run and kept."""
+    import numpy as np
+
+    from tasks.core.atomic import atomic_write_text
+
+    stem = f"{side}-epochs{extra[1]}" if extra else side  # another --epochs is another side
+    out, row_path = folder / f"{stem}.npy", folder / f"{stem}.json"
+    if not (out.exists() and row_path.exists()):
+        row = run_isolated(Path(__file__), "--side", side, "--out", str(out), *extra)
+        atomic_write_text(row_path, json.dumps(row))
+    return json.loads(row_path.read_text()), np.load(out)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--epochs", type=int, default=None, help="default: the config's")
@@ -197,13 +220,20 @@ def main() -> None:
         help="comma-separated sides to run (default: all); nbsvm and previous are always run",
     )
     parser.add_argument("--out", type=Path)
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        help=(
+            "folder for each side's result and test predictions: a side already there is read "
+            "back, not run again (run the sides one at a time, then compare them all)"
+        ),
+    )
     args = parser.parse_args()
     if args.side:
         result = nbsvm_side(args.out) if args.side == "nbsvm" else None
         result = result or model_side(args.side, args.epochs, args.out)
         print(json.dumps(result))
         return
-    import numpy as np
 
     from tasks.evaluation.stats import accuracy_interval, mcnemar
 
@@ -212,13 +242,12 @@ def main() -> None:
     unknown = chosen - {"nbsvm", *SIDES}
     if unknown:
         parser.error(f"unknown sides: {', '.join(sorted(unknown))}")
-    rows = {}
+    rows, correct = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
-        correct = {}
+        folder = args.keep or Path(tmp)
+        folder.mkdir(parents=True, exist_ok=True)
         for side in (s for s in ("nbsvm", *SIDES) if s in chosen):
-            out = Path(tmp) / f"{side}.npy"
-            rows[side] = run_isolated(Path(__file__), "--side", side, "--out", str(out), *extra)
-            correct[side] = np.load(out)
+            rows[side], correct[side] = _side(side, folder, extra)
     for side, row in rows.items():
         right, n = int(correct[side].sum()), len(correct[side])
         low, high = accuracy_interval(right, n)

@@ -138,6 +138,16 @@ class PipelineConfig(BaseModel):
         description="word2vec context words each side",
         json_schema_extra=roles(PRETRAIN),
     )
+    word2vec_sample: float = Field(
+        1e-3,
+        ge=0,
+        lt=1,
+        description=(
+            "word2vec skips a frequent word's occurrences at random above this share of the "
+            "text (gensim's `sample`); 0: keeps them all"
+        ),
+        json_schema_extra=roles(PRETRAIN),
+    )
 
     # Model
     sequence_length: int = Field(800, ge=8, le=5000, description="tokens kept (the last ones)")

@@ -231,6 +231,7 @@ def _train(
         corpus,
         vector_size=config.embedding_dim,
         window=config.word2vec_window,
+        sample=config.word2vec_sample,
         min_count=1,  # the vocabulary is already the tokenizer's
         sg=0,  # CBOW: several times faster than skip-gram on two cores, as good an init here
         epochs=config.word2vec_epochs,

@@ -44,6 +44,16 @@ def test_other_settings_give_another_folder(data: ProcessedData, tmp_path: Path)
     assert _learn(data, tmp_path).key != _learn(data, tmp_path, seed=7).key
 
 
+def test_the_downsampling_threshold_reaches_word2vec(data: ProcessedData, tmp_path: Path) -> None:
+    # Given vectors learnt keeping every occurrence, and vectors learnt skipping frequent words
+    kept = _learn(data, tmp_path, word2vec_sample=0)
+    sampled = _learn(data, tmp_path, word2vec_sample=1e-3)
+
+    # Then they are cached apart and are other vectors
+    assert kept.key != sampled.key
+    assert not np.array_equal(kept.load(), sampled.load())
+
+
 def test_intact_vectors_are_reused_and_damaged_ones_rebuilt(
     data: ProcessedData, tmp_path: Path
 ) -> None:
