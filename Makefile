@@ -95,10 +95,11 @@ prepare: install
 ## mostly wait on servers and child processes). PYTEST_WORKERS=0 runs it in this process.
 ## Under CI (CI=true) or with IMDB_TEST_POSTGRES=1 it runs inside scripts/test-postgres.sh,
 ## which adds the deployment test on PostgreSQL (tests/flows/test_deployments_postgres.py).
-## test-fast has no long waits on servers: PYTEST_FAST_WORKERS (2, one per core) is about 30 %
-## fewer CPU-seconds than 4 (each worker imports TensorFlow and starts a Prefect test server).
+## test-fast has no long waits on servers: PYTEST_FAST_WORKERS (3) took 2 min 47-55 s against
+## 3 min 6-10 s with 2 on the 2-core Xeon VM, for about 8 % more CPU-seconds (each worker
+## imports TensorFlow and starts a Prefect test server; 4 cost about 30 % more than 2).
 PYTEST_WORKERS ?= 4
-PYTEST_FAST_WORKERS ?= 2
+PYTEST_FAST_WORKERS ?= 3
 PYTEST := $(BIN)/python -m pytest --dist loadfile --no-loadscope-reorder
 
 test: install
