@@ -69,11 +69,11 @@ SIDES = {
     "fast5": {"batch_size": 256, "learning_rate": 4e-3, "epochs": 5, "word2vec_epochs": 3},
     "lean4": {"batch_size": 64, "learning_rate": 2e-3, "epochs": 4, "word2vec_epochs": 3},
     "lean3": {"batch_size": 64, "learning_rate": 2e-3, "epochs": 3, "word2vec_epochs": 3},
+    "default": {},
     "narrow": {"lstm_units": 32},
     "sampled": {"word2vec_sample": 1e-4},
     "sampled4": {"word2vec_sample": 1e-4, "epochs": 4},
     "four": {"epochs": 4},
-    "default": {},
 }
 AGAINST = ("earlier", "previous")  # the paired tests of every side
 THRESHOLDS = (0.90, 0.92)  # validation accuracies whose first arrival is timed

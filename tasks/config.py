@@ -219,9 +219,9 @@ class PipelineConfig(BaseModel):
     # accurate on test (McNemar p = 0.13, docs/model.md); the CPU's LSTM steps are cheaper per
     # review in larger batches.
     batch_size: int = Field(256, ge=1, le=65_536)
-    # 5 epochs: 4 were not significantly worse than the batch-64 model on the EPYC VM (p = 0.21)
-    # but were on the Intel Xeon VM (0.92264 against 0.92456, p = 0.016; 5 epochs: 0.92312,
-    # p = 0.075), for 33 s less of a 7 min 48 s main job there (docs/model.md); --epochs 4.
+    # 5 epochs: 4 would save 33 s of the 7 min 48 s main job on the Intel Xeon VM, but there
+    # they are significantly worse than the batch-64 model (0.92264 against 0.92456, p = 0.016;
+    # 5 epochs: 0.92312, p = 0.075), although not on the EPYC VM (p = 0.21; docs/model.md).
     epochs: int = Field(5, ge=1, le=1000)
     warm_start_epochs: int = Field(
         1,
