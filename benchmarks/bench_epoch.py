@@ -40,8 +40,6 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--sequence-length", type=int)
     parser.add_argument("--max-reviews", type=int)
-    parser.add_argument("--lstm-step-tokens", type=int)
-    parser.add_argument("--lstm-units", type=int)
     args = parser.parse_args()
 
     from tasks.config import PipelineConfig
@@ -57,8 +55,6 @@ def main() -> None:
             "batch_size": args.batch_size,
             "sequence_length": args.sequence_length,
             "max_reviews": args.max_reviews,
-            "lstm_step_tokens": args.lstm_step_tokens,
-            "lstm_units": args.lstm_units,
         }.items()
         if v is not None
     }

@@ -25,7 +25,6 @@ test split is scored once per side, at the end):
 - `sampled4`: `sampled` with 4 epochs.
 - `four`: the default with 4 epochs (not significantly worse than `previous` on one machine
   kind, significantly worse on the other).
-- `step2`, `step3`: the default with the LSTM reading 2 or 3 tokens per step.
 
 Word vectors are learnt afresh by every side that uses them (into a temporary folder), so each
 side's time is what a first run pays.
@@ -75,8 +74,6 @@ SIDES = {
     "sampled": {"word2vec_sample": 1e-4},
     "sampled4": {"word2vec_sample": 1e-4, "epochs": 4},
     "four": {"epochs": 4},
-    "step2": {"lstm_step_tokens": 2},
-    "step3": {"lstm_step_tokens": 3},
 }
 AGAINST = ("earlier", "previous")  # the paired tests of every side
 THRESHOLDS = (0.90, 0.92)  # validation accuracies whose first arrival is timed

@@ -201,15 +201,6 @@ class PipelineConfig(BaseModel):
         0.0, ge=0, lt=1, description="dropout of whole n-grams of a review while training"
     )
     embedding_dim: int = Field(128, ge=2, le=2048, json_schema_extra=roles(PRETRAIN))
-    lstm_step_tokens: int = Field(
-        1,
-        ge=1,
-        le=16,
-        description=(
-            "tokens the LSTM reads per step, their embeddings side by side: the loop runs this "
-            "many times fewer steps"
-        ),
-    )
     lstm_units: int = Field(64, ge=1, le=2048)
     lstm_layers: int = Field(1, ge=1, le=4)
     bidirectional: bool = Field(True, description="wrap each LSTM in Bidirectional")

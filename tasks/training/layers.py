@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import keras
 from keras import ops
-from keras.src.ops import numpy as _numpy_ops  # NotEqual and GetItem, see below
+from keras.src.ops import numpy as _numpy_ops  # the NotEqual operation class, see below
 
 PACKAGE = "imdb_pipeline"
 
 # Embedding(mask_zero=True) computes its mask with a `NotEqual` operation in the functional
-# graph, and StepGroups slices it with a `GetItem`; Keras 3.15 saves both, but its legacy .h5
-# loader cannot find those classes by name.
-for _operation in (_numpy_ops.NotEqual, _numpy_ops.GetItem):
-    keras.saving.get_custom_objects().setdefault(_operation.__name__, _operation)
+# graph; Keras 3.15 saves it, but its legacy .h5 loader cannot find that class by name.
+keras.saving.get_custom_objects().setdefault("NotEqual", _numpy_ops.NotEqual)
 
 
 def load_model(path, compile: bool = True) -> keras.Model:
@@ -221,41 +219,6 @@ class NaiveBayesLogit(keras.layers.Layer):
             "dropout": self.dropout,
             "seed": self.seed,
         }
-
-
-@keras.saving.register_keras_serializable(package=PACKAGE)
-class StepGroups(keras.layers.Layer):
-    """Each run of `size` consecutive steps as one step: (batch, steps, dim) becomes
-    (batch, ceil(steps / size), size * dim), so an LSTM over it loops `size` times fewer times.
-
-    Groups start at step 0, so a review padded at its end is grouped the same way in any batch
-    and at any padded length. Masked steps are zeroed; a group is masked when its first step
-    is, which for end padding is when all of its steps are.
-    """
-
-    def __init__(self, size: int, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.size = size
-        self.supports_masking = True
-
-    def call(self, inputs, mask=None):
-        if mask is not None:
-            inputs = inputs * ops.expand_dims(ops.cast(mask, inputs.dtype), -1)
-        batch, steps, dim = ops.shape(inputs)[0], ops.shape(inputs)[1], inputs.shape[2]
-        short = (self.size - steps % self.size) % self.size
-        inputs = ops.concatenate([inputs, ops.zeros((batch, short, dim), inputs.dtype)], axis=1)
-        return ops.reshape(inputs, (batch, -1, self.size * dim))
-
-    def compute_mask(self, inputs, mask=None):
-        return None if mask is None else mask[:, :: self.size]
-
-    def compute_output_shape(self, input_shape):
-        steps = input_shape[1]
-        grouped = None if steps is None else -(-steps // self.size)
-        return (input_shape[0], grouped, self.size * input_shape[2])
-
-    def get_config(self) -> dict:
-        return {**super().get_config(), "size": self.size}
 
 
 class _MaskedPooling1D(keras.layers.Layer):

@@ -27,7 +27,6 @@ from tasks.training.layers import (
     NaiveBayesLogit,
     NgramIds,
     NgramLookup,
-    StepGroups,
     branch_crossentropy,
     ngram_keys,
 )
@@ -83,8 +82,6 @@ def build_model(
         x = keras.layers.SpatialDropout1D(
             config.embedding_dropout, seed=config.seed, name="embedding_dropout"
         )(x)
-    if config.lstm_step_tokens > 1:
-        x = StepGroups(config.lstm_step_tokens, name="step_groups")(x)
     for i in range(config.lstm_layers):
         top = i == config.lstm_layers - 1
         # Lower layers feed the next LSTM; the top one feeds pooling or the output.

@@ -1,5 +1,4 @@
-"""Tests of the model's own layers: n-gram ids, the naive-Bayes logit, masked pooling, step
-groups."""
+"""Tests of the model's own layers: n-gram ids, the naive-Bayes logit, masked max pooling."""
 
 from __future__ import annotations
 
@@ -14,7 +13,6 @@ from tasks.training.layers import (
     NaiveBayesLogit,
     NgramIds,
     NgramLookup,
-    StepGroups,
     load_model,
     ngram_keys,
 )
@@ -162,45 +160,3 @@ def test_a_model_with_the_layers_round_trips_through_keras_and_h5(tmp_path: Path
 
         # Then it computes the same outputs
         assert np.allclose(np.asarray(loaded(x, training=False)), expected, atol=1e-6), name
-
-
-def test_step_groups_put_consecutive_steps_side_by_side_and_zero_the_padding() -> None:
-    # Given two rows of 5 steps of 2 values, the second with its last 3 steps masked
-    x = np.arange(20, dtype=np.float32).reshape(2, 5, 2) + 1
-    mask = np.array([[True] * 5, [True, True, False, False, False]])
-
-    # When grouped by 2
-    layer = StepGroups(2)
-    out = np.asarray(layer(x, mask=mask))
-
-    # Then 3 steps of 4 values: pairs from step 0, the odd step and masked steps as zeros;
-    # a group is masked when its first step is
-    assert out.shape == (2, 3, 4)
-    assert out[0].tolist() == [[1, 2, 3, 4], [5, 6, 7, 8], [9, 10, 0, 0]]
-    assert out[1].tolist() == [[11, 12, 13, 14], [0, 0, 0, 0], [0, 0, 0, 0]]
-    assert np.asarray(layer.compute_mask(x, mask)).tolist() == [
-        [True, True, True],
-        [True, False, False],
-    ]
-    assert layer.compute_output_shape((None, 5, 2)) == (None, 3, 4)
-
-
-def test_a_grouped_lstm_scores_a_review_the_same_at_any_padded_length(tmp_path: Path) -> None:
-    # Given a masked embedding, steps grouped by 3, a bidirectional LSTM and masked pooling
-    inputs = keras.Input((None,), dtype="int32")
-    seq = StepGroups(3)(keras.layers.Embedding(20, 4, mask_zero=True)(inputs))
-    lstm = keras.layers.Bidirectional(keras.layers.LSTM(3, return_sequences=True))(seq)
-    model = keras.Model(inputs, keras.layers.Dense(1)(MaskedGlobalMaxPooling1D()(lstm)))
-    review = [2, 3, 4, 5, 6, 7, 8]
-
-    # When a review is scored alone and padded in a batch beside a longer one
-    alone = np.asarray(model(_padded([review]), training=False))[0]
-    batch = _padded([review, list(range(1, 20))])
-    beside = np.asarray(model(batch, training=False))[0]
-
-    # Then the scores agree, and so do the model's after a round trip through .keras and .h5
-    assert np.allclose(beside, alone, atol=1e-6)
-    for name in ("m.keras", "m.h5"):
-        model.save(tmp_path / name)
-        loaded = load_model(tmp_path / name, compile=False)
-        assert np.allclose(np.asarray(loaded(batch, training=False)), model(batch), atol=1e-6)
