@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import os
@@ -285,5 +286,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def entry() -> None:
+    """The `imdb-pipeline` console script: `main`, then an exit that leaves the heap to the
+    operating system."""
+    code = main()
+    # The interpreter's shutdown ends with collections that walk every object TensorFlow and
+    # Prefect created: 0.8 s of a one-review `predict`'s 4.9 s. Frozen objects are skipped;
+    # atexit handlers (which stop Prefect's temporary server) and buffered output still run.
+    gc.freeze()
+    raise SystemExit(code)
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    entry()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import sys
 from pathlib import Path
 from typing import Any
@@ -83,14 +84,24 @@ def load_inference_model(file: Path) -> Any:
     """
     first = "keras" not in sys.modules
     blocked = [name for name in _NOT_FOR_KERAS if first and name not in sys.modules]
+    collecting = gc.isenabled()
     try:
         for name in blocked:
             sys.modules[name] = None  # type: ignore[assignment]  # `import name` fails
+        # Importing TensorFlow creates about a million objects, and the cyclic collector
+        # would walk the growing heap again and again meanwhile: 0.5 s of a one-review
+        # `predict`. Nothing it imports is garbage, so the collector is off until it is done,
+        # and what is there by then is frozen out of every later collection.
+        gc.disable()
         import keras  # noqa: F401
     finally:
         for name in blocked:
             if sys.modules.get(name, False) is None:
                 del sys.modules[name]
+        if first:
+            gc.freeze()
+        if collecting:
+            gc.enable()
     from tasks.training.layers import load_model
 
     return load_model(file, compile=False)

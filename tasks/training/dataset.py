@@ -130,7 +130,15 @@ def make_dataset(
         return dense if pad_end else tf.reverse(dense, axis=[1]), tf.gather(labels, rows)
 
     ds = tf.data.Dataset.from_tensor_slices(batch_rows)
-    return ds.map(gather, num_parallel_calls=1, deterministic=True).prefetch(2)
+    ds = ds.map(gather, num_parallel_calls=1, deterministic=True).prefetch(2)
+    # No autotuning: one map thread and two batches ahead are fixed, so the autotuner has
+    # nothing to tune, yet its optimisation thread sleeps up to 60 s between rounds, and an
+    # iterator's destruction waited for it: 35-45 s between the last epoch and the end of
+    # `fit` in some full-size runs (the main thread in RootDataset::Iterator::~Iterator,
+    # waiting on that thread, every thread asleep). Without autotuning it is never started.
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return ds.with_options(options)
 
 
 def make_eval_dataset(split: Split, batch_size: int = EVAL_BATCH, pad_end: bool = False):

@@ -3,7 +3,7 @@ Python, in a fresh process, without importing Prefect (so no temporary server ca
 only those that load a model import TensorFlow.
 
 Each test runs `flows.cli.main` in a subprocess (this one has Prefect imported already) and
-reads what it had imported after each command.
+reads what it had imported after each command, and whether the garbage collector is on.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # Runs each argv of argv[1] (a JSON list) through main(); one RESULT line says what each left
 # imported.
 CHILD = """
-import json, sys
+import gc, json, sys
 from flows.cli import main
 
 def loaded(name):
@@ -38,7 +38,7 @@ report = []
 for argv in json.loads(sys.argv[1]):
     code = main(argv)
     names = ("prefect", "tensorflow", "keras", "sklearn", "matplotlib")
-    report.append({"code": code, **{m: loaded(m) for m in names}})
+    report.append({"code": code, "gc": gc.isenabled(), **{m: loaded(m) for m in names}})
 print("RESULT " + json.dumps(report))
 """
 
@@ -86,6 +86,7 @@ def test_cached_prepare_reports_the_data_without_prefect_or_tensorflow(
 
     # Then it succeeds without importing Prefect (no flow run, no server) or TensorFlow
     assert report[0].pop("code") == 0
+    assert report[0].pop("gc")
     assert not any(report[0].values()), report
     # And its summary is the flow's, marked cached, and the log says why nothing ran
     assert summaries == [{**summary(data), "cached": True, "ok": True}]
@@ -115,6 +116,8 @@ def test_predict_score_and_evaluate_run_without_prefect(exported: Exported, tmp_
     assert all(r["tensorflow"] for r in report)
     # And keras came without the scikit-learn and matplotlib it imports only for APIs unused here
     assert not any(r["sklearn"] or r["matplotlib"] for r in report)
+    # And the garbage collector, off while TensorFlow was imported, is on again
+    assert all(r["gc"] for r in report)
     assert "Starting temporary server" not in err
     # And the outputs are what the flows give: the scores, and the export's test metrics
     score, evaluate = summaries
@@ -141,3 +144,21 @@ def test_the_help_of_every_command_imports_neither_prefect_nor_tensorflow(
     # Then none of the heavy libraries is imported
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_the_console_script_exits_with_the_commands_exit_code(tmp_path: Path) -> None:
+    # Given an invalid setting, which `main` answers with exit code 2
+    argv = ["prepare", "--vocab-size", "many", "--data-dir", str(tmp_path / "data")]
+
+    # When the console script's entry point runs it
+    done = subprocess.run(
+        [sys.executable, "-c", "from flows.cli import entry; entry()", *argv],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    # Then the process exits with that code and the one-line message
+    assert done.returncode == 2, done.stderr
+    assert "vocab_size" in done.stderr

@@ -216,6 +216,23 @@ def test_make_dataset_follows_the_epoch_plans(varied_split_path: Path) -> None:
     assert [y.astype(int).tolist() for _, y in batches] == [p.tolist() for p in plans]
 
 
+def test_training_and_evaluation_datasets_run_without_the_autotuner(
+    varied_split_path: Path,
+) -> None:
+    # Given a split
+    split = dataset.load_split(varied_split_path, sequence_length=70)
+
+    # When the training and the evaluation datasets are made
+    made = [
+        dataset.make_dataset(split, 16, seed=1, first_epoch=0, last_epoch=5, pad_end=True),
+        dataset.make_eval_dataset(split),
+    ]
+
+    # Then tf.data's autotuner is off for both: its thread, which sleeps up to 60 s between
+    # rounds, once held the end of `fit` for 35-45 s while their iterators were destroyed
+    assert [ds.options().autotune.enabled for ds in made] == [False, False]
+
+
 def test_resumed_epochs_get_the_same_batches_as_an_uninterrupted_run(
     varied_split_path: Path,
 ) -> None:
