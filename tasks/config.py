@@ -250,9 +250,9 @@ class PipelineConfig(BaseModel):
     monitor: Literal["val_accuracy", "val_loss"] = "val_accuracy"
     early_stopping: bool = True
     # 0: stop at the first epoch that does not beat the best (the cosine schedule still spans
-    # `epochs`). In all five recorded default runs on three kinds of VM this selects the same
-    # epoch as patience 2, so the same weights, one or two epochs (45-90 s) sooner
-    # (docs/model.md); `--patience 2` trains on as before.
+    # `epochs`). In every recorded default run (four validation curves, three kinds of VM) this
+    # selects the same epoch as patience 2, so the same weights, one or two epochs (45-90 s)
+    # sooner (docs/model.md); `--patience 2` trains on as before.
     patience: int = Field(0, ge=0, description="epochs without improvement before stopping")
 
     # Nightly: new labelled data, promotion, batch scoring

@@ -88,8 +88,8 @@ def load_inference_model(file: Path) -> Any:
     try:
         for name in blocked:
             sys.modules[name] = None  # type: ignore[assignment]  # `import name` fails
-        # Importing TensorFlow creates about a million objects, and the cyclic collector
-        # would walk the growing heap again and again meanwhile: 0.5 s of a one-review
+        # Importing TensorFlow leaves about 300,000 objects for the cyclic collector to track,
+        # and it would walk the growing heap again and again meanwhile: 0.5 s of a one-review
         # `predict`. Nothing it imports is garbage, so the collector is off until it is done,
         # and what is there by then is frozen out of every later collection.
         gc.disable()
