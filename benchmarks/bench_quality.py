@@ -86,8 +86,10 @@ _SIDES = {
     "dim64": {"embedding_dim": 64},
     "patience2": {},
 }
-SIDES = {name: {"patience": 2, **overrides} for name, overrides in _SIDES.items()}
-SIDES["default"] = {}
+SIDES = {
+    name: overrides if name == "default" else {"patience": 2, **overrides}
+    for name, overrides in _SIDES.items()
+}
 AGAINST = ("earlier", "previous")  # the paired tests of every side
 THRESHOLDS = (0.90, 0.92)  # validation accuracies whose first arrival is timed
 
