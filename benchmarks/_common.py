@@ -23,13 +23,16 @@ def peak_rss_mb() -> float:
 
 def run_isolated(script: Path, *args: str, env: dict[str, str] | None = None) -> dict:
     """Run `script` in a fresh interpreter so times and peak memory are its own (with `env`
-    added to this process's environment)."""
+    added to this process's environment). A failed run raises with the end of its stderr:
+    the output is captured, so its traceback would be lost otherwise."""
     out = subprocess.run(
         [sys.executable, str(script), *args],
-        check=True,
         capture_output=True,
         text=True,
         cwd=ROOT,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(ROOT), **(env or {})},
     )
+    if out.returncode:
+        tail = "\n".join(out.stderr.strip().splitlines()[-20:])
+        raise RuntimeError(f"{script.name} {' '.join(args)} exited {out.returncode}:\n{tail}")
     return json.loads(out.stdout.strip().splitlines()[-1])
