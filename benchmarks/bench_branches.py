@@ -6,7 +6,7 @@ Sides, each in its own process, on the same tokenised data and the same word vec
 once into a temporary folder, by the first side), with the default config and stopping rule;
 only the layer between the embedding and the pooling changes:
 - `lstm`: the default, a BiLSTM(64) (the reference);
-- `gru`: a BiGRU(64), seeded like the LSTM;
+- `gru`: a BiGRU(64), built and seeded by the LSTM's own `lstm_layer`;
 - `conv`: one Conv1D (128 filters of 3 tokens, ReLU), max-pooled. Convolutions take no mask
   here, so the pool also sees the padding: a branch worth keeping would need it masked;
 - `bag`: no layer at all, the masked max and mean of the word vectors (a bag of embeddings).
@@ -46,16 +46,10 @@ def _swap_recurrent_layer(side: str) -> None:
 
     from tasks.training import model
 
-    def gru(config, seeds, return_sequences, name, go_backwards=False):
-        return keras.layers.GRU(
-            config.lstm_units,
-            return_sequences=return_sequences,
-            go_backwards=go_backwards,
-            kernel_initializer=keras.initializers.GlorotUniform(seed=seeds()),
-            recurrent_initializer=keras.initializers.Orthogonal(seed=seeds()),
-            seed=seeds(),
-            name=name,
-        )
+    if side == "gru":
+        # `lstm_layer` itself, building a GRU: the same arguments, seeds drawn in the same order.
+        keras.layers.LSTM = keras.layers.GRU
+        return
 
     def conv(config, seeds, return_sequences, name, go_backwards=False):
         initializer = keras.initializers.GlorotUniform(seed=seeds())
@@ -66,7 +60,7 @@ def _swap_recurrent_layer(side: str) -> None:
     def bag(config, seeds, return_sequences, name, go_backwards=False):
         return keras.layers.Identity(name=name)
 
-    swaps = {"gru": gru, "conv": conv, "bag": bag}
+    swaps = {"conv": conv, "bag": bag}
     if side in swaps:
         model.lstm_layer = swaps[side]
 
